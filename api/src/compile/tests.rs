@@ -1,0 +1,1 @@
+//! Golden tests live in `api/tests/golden.rs`; these cover compiler internals.

@@ -1,0 +1,259 @@
+//! The policy engine: from (user, agent, server, MCP operation, time) to a [`Decision`].
+//!
+//! Semantics (DESIGN §3): default deny; any matching `Deny` policy wins; otherwise the first
+//! matching `Allow` policy in `namespace/name` order decides, and its target's credential
+//! provider is used. Every decision names the policy that made it and why.
+//!
+//! List filtering (`tools/list`, `resources/list`, `prompts/list`) calls [`PolicySet::decide`]
+//! for every listed item with the operation the agent would use to call it, so an agent sees
+//! exactly what it may call.
+//!
+//! Policies are indexed per server and by the literal user ids, groups, emails and agent ids
+//! their subjects name, so a decision among thousands of policies looks at a handful.
+
+mod condition;
+mod index;
+mod matching;
+
+pub use condition::{WHEN_VARIABLES, check_when};
+
+use crate::access_policy::Action;
+use crate::config::PolicyConfig;
+use crate::identity::{AgentIdentity, UserIdentity};
+use crate::refs::ObjectKey;
+use chrono::{DateTime, Utc};
+use index::ServerPolicies;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt;
+
+/// What the agent is trying to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation<'a> {
+    /// A server-level message: `initialize`, `ping`, notifications, `logging/setLevel`,
+    /// `completion/complete`, list requests, responses to server requests.
+    Server {
+        /// JSON-RPC method.
+        method: &'a str,
+    },
+    /// `tools/call` of a tool.
+    Tool {
+        /// Tool name (without any gateway prefix).
+        name: &'a str,
+    },
+    /// `resources/read`, `resources/subscribe` or `resources/unsubscribe` of a resource.
+    Resource {
+        /// JSON-RPC method.
+        method: &'a str,
+        /// Resource URI.
+        uri: &'a str,
+    },
+    /// `prompts/get` of a prompt.
+    Prompt {
+        /// Prompt name.
+        name: &'a str,
+    },
+}
+
+impl Operation<'_> {
+    /// The JSON-RPC method.
+    pub fn method(&self) -> &str {
+        match self {
+            Operation::Server { method } | Operation::Resource { method, .. } => method,
+            Operation::Tool { .. } => "tools/call",
+            Operation::Prompt { .. } => "prompts/get",
+        }
+    }
+}
+
+impl fmt::Display for Operation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Operation::Server { method } => write!(f, "{method}"),
+            Operation::Tool { name } => write!(f, "tool {name:?}"),
+            Operation::Resource { uri, .. } => write!(f, "resource {uri:?}"),
+            Operation::Prompt { name } => write!(f, "prompt {name:?}"),
+        }
+    }
+}
+
+/// One question to the policy engine.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    /// The human user, if any.
+    pub user: Option<&'a UserIdentity>,
+    /// The agent, if identified.
+    pub agent: Option<&'a AgentIdentity>,
+    /// The McpServer addressed.
+    pub server: &'a ObjectKey,
+    /// What is attempted.
+    pub operation: Operation<'a>,
+    /// Tool or prompt arguments, when present.
+    pub arguments: Option<&'a serde_json::Value>,
+    /// The time of the request (CEL `now`).
+    pub now: DateTime<Utc>,
+}
+
+/// Allow or deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// The request may proceed.
+    Allow,
+    /// The request is refused.
+    Deny,
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Effect::Allow => "allow",
+            Effect::Deny => "deny",
+        })
+    }
+}
+
+/// The outcome of a decision, attributable to a policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    /// Allow or deny.
+    pub effect: Effect,
+    /// The AccessPolicy that decided; `None` when nothing matched (default deny).
+    pub policy: Option<ObjectKey>,
+    /// Why, in words a user can act on. Never contains a secret.
+    pub reason: String,
+    /// The credential provider to inject, for allowed requests whose policy names one.
+    pub credential_provider: Option<ObjectKey>,
+}
+
+impl Decision {
+    /// Whether the request may proceed.
+    pub fn is_allowed(&self) -> bool {
+        self.effect == Effect::Allow
+    }
+}
+
+/// Every policy of a gateway, compiled and indexed.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    servers: HashMap<ObjectKey, ServerPolicies>,
+}
+
+/// A policy that the engine could not load (the compiler normally rejects these earlier).
+#[derive(Debug, thiserror::Error)]
+#[error("AccessPolicy {policy}: {message}")]
+pub struct PolicyError {
+    /// The policy.
+    pub policy: ObjectKey,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl PolicySet {
+    /// Compile and index policies. Policies are evaluated in `namespace/name` order whatever
+    /// the input order.
+    pub fn new(policies: &[PolicyConfig]) -> Result<Self, Vec<PolicyError>> {
+        let mut sorted: Vec<&PolicyConfig> = policies.iter().collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut servers: HashMap<ObjectKey, Vec<matching::CompiledPolicy>> = HashMap::new();
+        let mut errors = Vec::new();
+        for p in sorted {
+            match matching::CompiledPolicy::compile(p) {
+                Ok(per_server) => {
+                    for (server, compiled) in per_server {
+                        servers.entry(server).or_default().push(compiled);
+                    }
+                }
+                Err(message) => errors.push(PolicyError {
+                    policy: p.key.clone(),
+                    message,
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            servers: servers
+                .into_iter()
+                .map(|(k, v)| (k, ServerPolicies::new(v)))
+                .collect(),
+        })
+    }
+
+    /// Decide one request.
+    pub fn decide(&self, req: &Request<'_>) -> Decision {
+        let Some(server) = self.servers.get(req.server) else {
+            return default_deny(req);
+        };
+        let candidates = server.candidates(req);
+        for &i in &candidates.deny {
+            let p = server.policy(i);
+            if let Some(reason) = p.matches(req) {
+                return Decision {
+                    effect: Effect::Deny,
+                    policy: Some(p.key.clone()),
+                    reason,
+                    credential_provider: None,
+                };
+            }
+        }
+        for &i in &candidates.allow {
+            let p = server.policy(i);
+            if let Some(reason) = p.matches(req) {
+                return Decision {
+                    effect: Effect::Allow,
+                    policy: Some(p.key.clone()),
+                    reason,
+                    credential_provider: p.credential_for(req),
+                };
+            }
+        }
+        default_deny(req)
+    }
+
+    /// Number of servers with at least one policy.
+    pub fn server_count(&self) -> usize {
+        self.servers.len()
+    }
+}
+
+fn default_deny(req: &Request<'_>) -> Decision {
+    Decision {
+        effect: Effect::Deny,
+        policy: None,
+        reason: format!(
+            "no AccessPolicy allows {} to use {} on McpServer {}",
+            describe_principal(req.user, req.agent),
+            req.operation,
+            req.server
+        ),
+        credential_provider: None,
+    }
+}
+
+/// "user "alice" through agent "claude-code"", "agent "bot" acting alone", …
+pub(crate) fn describe_principal(
+    user: Option<&UserIdentity>,
+    agent: Option<&AgentIdentity>,
+) -> String {
+    match (user, agent) {
+        (Some(u), Some(a)) => format!("user {:?} through agent {:?}", u.id, a.id),
+        (Some(u), None) => format!("user {:?} (agent not identified)", u.id),
+        (None, Some(a)) => format!("agent {:?} acting alone", a.id),
+        (None, None) => "an unauthenticated caller".to_string(),
+    }
+}
+
+impl From<Action> for Effect {
+    fn from(a: Action) -> Self {
+        match a {
+            Action::Allow => Effect::Allow,
+            Action::Deny => Effect::Deny,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
