@@ -291,7 +291,22 @@ fn load_document(schemas: &Schemas, mut json: serde_json::Value, origin: Origin,
         ));
         return;
     }
-    // The API server's CEL rules, from the same schema as crds/.
+    // Strict decoding first (types, unknown fields), then the API server's CEL rules from the
+    // same schema as crds/; an object is added only when both pass.
+    let typed_object = match gh_kind {
+        Kind::McpGateway => typed::<McpGateway>(&json).map(Object::Gateway),
+        Kind::McpServer => typed::<McpServer>(&json).map(Object::Server),
+        Kind::AccessPolicy => typed::<AccessPolicy>(&json).map(Object::Policy),
+        Kind::TrustProvider => typed::<TrustProvider>(&json).map(Object::Trust),
+        Kind::CredentialProvider => typed::<CredentialProvider>(&json).map(Object::Credential),
+    };
+    let object = match typed_object {
+        Ok(o) => o,
+        Err(e) => {
+            out.errors.push(error(Some(label), e));
+            return;
+        }
+    };
     if let Some(schema) = schemas.by_kind.get(gh_kind.as_str())
         && let Err(errors) = schemas.validator.validate_compiled(schema, &json, None)
     {
@@ -306,26 +321,25 @@ fn load_document(schemas: &Schemas, mut json: serde_json::Value, origin: Origin,
         }
         return;
     }
-    let result = match gh_kind {
-        Kind::McpGateway => typed::<McpGateway>(json).map(|o| out.resources.gateways.push(o)),
-        Kind::McpServer => typed::<McpServer>(json).map(|o| out.resources.servers.push(o)),
-        Kind::AccessPolicy => typed::<AccessPolicy>(json).map(|o| out.resources.policies.push(o)),
-        Kind::TrustProvider => {
-            typed::<TrustProvider>(json).map(|o| out.resources.trust_providers.push(o))
-        }
-        Kind::CredentialProvider => {
-            typed::<CredentialProvider>(json).map(|o| out.resources.credential_providers.push(o))
-        }
-    };
-    match result {
-        Ok(()) => {
-            out.origins.insert(object_ref, origin);
-        }
-        Err(e) => out.errors.push(error(Some(label), e)),
+    match object {
+        Object::Gateway(o) => out.resources.gateways.push(o),
+        Object::Server(o) => out.resources.servers.push(o),
+        Object::Policy(o) => out.resources.policies.push(o),
+        Object::Trust(o) => out.resources.trust_providers.push(o),
+        Object::Credential(o) => out.resources.credential_providers.push(o),
     }
+    out.origins.insert(object_ref, origin);
 }
 
-fn typed<T: DeserializeOwned>(json: serde_json::Value) -> Result<T, String> {
+enum Object {
+    Gateway(McpGateway),
+    Server(McpServer),
+    Policy(AccessPolicy),
+    Trust(TrustProvider),
+    Credential(CredentialProvider),
+}
+
+fn typed<T: DeserializeOwned>(json: &serde_json::Value) -> Result<T, String> {
     serde_path_to_error::deserialize(json).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();

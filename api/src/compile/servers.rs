@@ -27,6 +27,8 @@ pub(super) struct ServerEntry {
     pub sidecar: bool,
     pub config: ServerConfig,
     pub secrets: Vec<SecretRef>,
+    /// For a workload: the URL its sidecar advertises as the protected resource.
+    pub public_url: Option<String>,
 }
 
 /// Every McpServer by key: `Some` when usable, `None` when it exists but is not.
@@ -276,6 +278,7 @@ fn compile_one<'a>(
                 tool_prefix: spec.tool_prefix.clone(),
             },
             secrets: refs,
+            public_url: spec.workload.as_ref().and_then(|w| w.public_url.clone()),
         }),
         _ => None,
     };

@@ -128,7 +128,7 @@ fn build(
     };
     if let GatewayId::Sidecar { .. } = &config.gateway {
         // A workload's sidecar advertises the workload's own URL, not the shared gateway's.
-        config.public_url = None;
+        config.public_url = members.first().and_then(|m| m.public_url.clone());
     }
     config.version = config.content_hash();
     config
