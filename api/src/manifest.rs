@@ -294,11 +294,13 @@ fn load_document(schemas: &Schemas, mut json: serde_json::Value, origin: Origin,
     // Strict decoding first (types, unknown fields), then the API server's CEL rules from the
     // same schema as crds/; an object is added only when both pass.
     let typed_object = match gh_kind {
-        Kind::McpGateway => typed::<McpGateway>(&json).map(Object::Gateway),
-        Kind::McpServer => typed::<McpServer>(&json).map(Object::Server),
-        Kind::AccessPolicy => typed::<AccessPolicy>(&json).map(Object::Policy),
-        Kind::TrustProvider => typed::<TrustProvider>(&json).map(Object::Trust),
-        Kind::CredentialProvider => typed::<CredentialProvider>(&json).map(Object::Credential),
+        Kind::McpGateway => typed::<McpGateway>(&json).map(|o| Object::Gateway(Box::new(o))),
+        Kind::McpServer => typed::<McpServer>(&json).map(|o| Object::Server(Box::new(o))),
+        Kind::AccessPolicy => typed::<AccessPolicy>(&json).map(|o| Object::Policy(Box::new(o))),
+        Kind::TrustProvider => typed::<TrustProvider>(&json).map(|o| Object::Trust(Box::new(o))),
+        Kind::CredentialProvider => {
+            typed::<CredentialProvider>(&json).map(|o| Object::Credential(Box::new(o)))
+        }
     };
     let object = match typed_object {
         Ok(o) => o,
@@ -322,21 +324,21 @@ fn load_document(schemas: &Schemas, mut json: serde_json::Value, origin: Origin,
         return;
     }
     match object {
-        Object::Gateway(o) => out.resources.gateways.push(o),
-        Object::Server(o) => out.resources.servers.push(o),
-        Object::Policy(o) => out.resources.policies.push(o),
-        Object::Trust(o) => out.resources.trust_providers.push(o),
-        Object::Credential(o) => out.resources.credential_providers.push(o),
+        Object::Gateway(o) => out.resources.gateways.push(*o),
+        Object::Server(o) => out.resources.servers.push(*o),
+        Object::Policy(o) => out.resources.policies.push(*o),
+        Object::Trust(o) => out.resources.trust_providers.push(*o),
+        Object::Credential(o) => out.resources.credential_providers.push(*o),
     }
     out.origins.insert(object_ref, origin);
 }
 
 enum Object {
-    Gateway(McpGateway),
-    Server(McpServer),
-    Policy(AccessPolicy),
-    Trust(TrustProvider),
-    Credential(CredentialProvider),
+    Gateway(Box<McpGateway>),
+    Server(Box<McpServer>),
+    Policy(Box<AccessPolicy>),
+    Trust(Box<TrustProvider>),
+    Credential(Box<CredentialProvider>),
 }
 
 fn typed<T: DeserializeOwned>(json: &serde_json::Value) -> Result<T, String> {

@@ -1,5 +1,7 @@
-//! Per-server policy index: policies are found by the literal user ids, groups, emails and agent
-//! ids their subjects name; only policies with wildcard subjects are checked for every request.
+//! Per-server policy index: policies are found by the literal user ids, groups, emails, email
+//! domains (`*@example.com`) and agent ids their subjects name; only policies with other
+//! wildcard subjects are checked for every request. Lookups borrow the request's strings: no
+//! allocation but the candidate list.
 
 use super::Request;
 use super::matching::{CompiledPolicy, CompiledSubject};
@@ -7,18 +9,16 @@ use crate::access_policy::Action;
 use crate::identity::AgentKind;
 use std::collections::HashMap;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum IndexKey {
-    UserId(String),
-    Group(String),
-    Email(String),
-    Agent(AgentKind, String),
-}
+type Postings = HashMap<String, Vec<u32>>;
 
 /// Policies of one server, for one action, indexed by subject keys.
 #[derive(Debug, Default)]
 struct Bucket {
-    by_key: HashMap<IndexKey, Vec<u32>>,
+    user_ids: Postings,
+    groups: Postings,
+    emails: Postings,
+    email_domains: Postings,
+    agents: HashMap<AgentKind, Postings>,
     /// Policies that cannot be indexed (wildcards, `users: {}`, fail-closed): always candidates.
     always: Vec<u32>,
 }
@@ -38,6 +38,15 @@ pub(super) struct Candidates {
     pub allow: Vec<u32>,
 }
 
+/// Where a subject entry is filed.
+enum Key {
+    UserId(String),
+    Group(String),
+    Email(String),
+    EmailDomain(String),
+    Agent(AgentKind, String),
+}
+
 impl ServerPolicies {
     /// Index policies given in `namespace/name` order.
     pub fn new(policies: Vec<CompiledPolicy>) -> Self {
@@ -50,14 +59,7 @@ impl ServerPolicies {
                 Action::Deny => &mut deny,
             };
             match policy_keys(p) {
-                Some(keys) => {
-                    for k in keys {
-                        let list = bucket.by_key.entry(k).or_default();
-                        if list.last() != Some(&i) {
-                            list.push(i);
-                        }
-                    }
-                }
+                Some(keys) => keys.into_iter().for_each(|k| bucket.insert(k, i)),
                 None => bucket.always.push(i),
             }
         }
@@ -73,21 +75,51 @@ impl ServerPolicies {
     }
 
     pub fn candidates(&self, req: &Request<'_>) -> Candidates {
-        let keys = request_keys(req);
         Candidates {
-            deny: self.deny.lookup(&keys),
-            allow: self.allow.lookup(&keys),
+            deny: self.deny.lookup(req),
+            allow: self.allow.lookup(req),
         }
     }
 }
 
 impl Bucket {
-    fn lookup(&self, keys: &[IndexKey]) -> Vec<u32> {
+    fn insert(&mut self, key: Key, i: u32) {
+        let (map, k) = match key {
+            Key::UserId(k) => (&mut self.user_ids, k),
+            Key::Group(k) => (&mut self.groups, k),
+            Key::Email(k) => (&mut self.emails, k),
+            Key::EmailDomain(k) => (&mut self.email_domains, k),
+            Key::Agent(kind, k) => (self.agents.entry(kind).or_default(), k),
+        };
+        let list = map.entry(k).or_default();
+        if list.last() != Some(&i) {
+            list.push(i);
+        }
+    }
+
+    fn lookup(&self, req: &Request<'_>) -> Vec<u32> {
         let mut out = self.always.clone();
-        for k in keys {
-            if let Some(list) = self.by_key.get(k) {
+        let mut add = |map: &Postings, k: &str| {
+            if let Some(list) = map.get(k) {
                 out.extend_from_slice(list);
             }
+        };
+        if let Some(u) = req.user {
+            add(&self.user_ids, &u.id);
+            for g in &u.groups {
+                add(&self.groups, g);
+            }
+            if let Some(e) = &u.email {
+                add(&self.emails, e);
+                if let Some((_, domain)) = e.rsplit_once('@') {
+                    add(&self.email_domains, domain);
+                }
+            }
+        }
+        if let Some(a) = req.agent
+            && let Some(map) = self.agents.get(&a.kind)
+        {
+            add(map, &a.id);
         }
         out.sort_unstable();
         out.dedup();
@@ -95,24 +127,9 @@ impl Bucket {
     }
 }
 
-fn request_keys(req: &Request<'_>) -> Vec<IndexKey> {
-    let mut keys = Vec::new();
-    if let Some(u) = req.user {
-        keys.push(IndexKey::UserId(u.id.clone()));
-        keys.extend(u.groups.iter().cloned().map(IndexKey::Group));
-        if let Some(e) = &u.email {
-            keys.push(IndexKey::Email(e.clone()));
-        }
-    }
-    if let Some(a) = req.agent {
-        keys.push(IndexKey::Agent(a.kind, a.id.clone()));
-    }
-    keys
-}
-
 /// The keys under which a policy is found, or `None` when some subject entry can match requests
-/// that carry none of its literal keys.
-fn policy_keys(p: &CompiledPolicy) -> Option<Vec<IndexKey>> {
+/// that carry none of its keys.
+fn policy_keys(p: &CompiledPolicy) -> Option<Vec<Key>> {
     if p.subjects.is_empty() {
         return None;
     }
@@ -124,7 +141,7 @@ fn policy_keys(p: &CompiledPolicy) -> Option<Vec<IndexKey>> {
 }
 
 /// Every request a subject matches carries one of the returned keys.
-fn subject_keys(s: &CompiledSubject) -> Option<Vec<IndexKey>> {
+fn subject_keys(s: &CompiledSubject) -> Option<Vec<Key>> {
     fn literals(list: &crate::glob::PatternList) -> Option<Vec<String>> {
         if list.is_empty() {
             return None;
@@ -137,15 +154,23 @@ fn subject_keys(s: &CompiledSubject) -> Option<Vec<IndexKey>> {
     match &s.users {
         Some(u) => {
             if let Some(ids) = literals(&u.ids) {
-                return Some(ids.into_iter().map(IndexKey::UserId).collect());
+                return Some(ids.into_iter().map(Key::UserId).collect());
             }
             if !u.groups.is_empty() {
-                return Some(u.groups.iter().cloned().map(IndexKey::Group).collect());
+                return Some(u.groups.iter().cloned().map(Key::Group).collect());
             }
-            if let Some(emails) = literals(&u.emails) {
-                return Some(emails.into_iter().map(IndexKey::Email).collect());
+            if u.emails.is_empty() {
+                return None;
             }
-            None
+            u.emails
+                .0
+                .iter()
+                .map(|p| match (p.literal(), p.email_domain()) {
+                    (Some(e), _) => Some(Key::Email(e.to_string())),
+                    (None, Some(d)) => Some(Key::EmailDomain(d.to_string())),
+                    (None, None) => None,
+                })
+                .collect()
         }
         None => {
             // Agents acting alone: indexable when every listed agent id is literal.
@@ -156,7 +181,7 @@ fn subject_keys(s: &CompiledSubject) -> Option<Vec<IndexKey>> {
                     continue;
                 }
                 for id in literals(list)? {
-                    keys.push(IndexKey::Agent(*kind, id));
+                    keys.push(Key::Agent(*kind, id));
                 }
             }
             (!keys.is_empty()).then_some(keys)
