@@ -150,12 +150,12 @@ fn glob_match(tokens: &[Token], name: &str) -> bool {
                 t += 1;
                 continue;
             }
-            if let Some(c) = name[i..].chars().next() {
-                if tokens[t].matches(c) {
-                    i += c.len_utf8();
-                    t += 1;
-                    continue;
-                }
+            if let Some(c) = name[i..].chars().next()
+                && tokens[t].matches(c)
+            {
+                i += c.len_utf8();
+                t += 1;
+                continue;
             }
         } else if i == name.len() {
             return true;
