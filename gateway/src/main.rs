@@ -1,9 +1,29 @@
 //! `gatehouse-gateway`: the identity-aware MCP gateway.
+//!
+//! Layers: `main` → wiring (`run`, `reload`, `state`) → pipeline stages (`listener`, `route`,
+//! `authn`, `inspect`, `authz`, `credentials`, `relay`, `session`, `audit`) plus `admin` and
+//! `metrics` → `gatehouse_api`.
 
 #![forbid(unsafe_code)]
 
+mod admin;
+mod audit;
+mod authn;
+mod authz;
+mod body;
 mod check;
+mod credentials;
+mod error;
+mod inspect;
+mod listener;
 mod local;
+mod metrics;
+mod relay;
+mod reload;
+mod route;
+mod run;
+mod session;
+mod state;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +40,8 @@ enum Command {
     /// Validate a directory of manifests and, given a question, print the decision and the
     /// policy that made it. Exit code: 0 allow (or clean), 1 deny, 2 invalid manifests.
     Check(check::CheckArgs),
+    /// Serve MCP from a directory of manifests (local mode), reloading when they change.
+    Run(run::RunArgs),
 }
 
 fn main() {
@@ -30,6 +52,13 @@ fn main() {
             Err(e) => {
                 eprintln!("error: {e:#}");
                 check::EXIT_INVALID
+            }
+        },
+        Command::Run(args) => match run::run(args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
             }
         },
     };

@@ -1,0 +1,73 @@
+//! Authorization: one [`PolicySet::decide`] per client message, and the same call per listed
+//! item when filtering `tools/list`, `resources/list`, `resources/templates/list` and
+//! `prompts/list` results — so an agent sees exactly what it may call.
+
+use crate::authn::Identity;
+use chrono::Utc;
+use gatehouse_api::policy::{Decision, Operation, PolicySet, Request};
+use gatehouse_api::refs::ObjectKey;
+use serde_json::Value;
+
+/// Decide one operation.
+pub fn decide(
+    policies: &PolicySet,
+    server: &ObjectKey,
+    who: &Identity,
+    operation: Operation<'_>,
+    arguments: Option<&Value>,
+) -> Decision {
+    policies.decide(&Request {
+        user: who.user.as_ref(),
+        agent: who.agent.as_ref(),
+        server,
+        operation,
+        arguments,
+        now: Utc::now(),
+    })
+}
+
+/// Whether `method`'s result is a list this module filters.
+pub fn is_filtered_list(method: &str) -> bool {
+    matches!(
+        method,
+        "tools/list" | "resources/list" | "resources/templates/list" | "prompts/list"
+    )
+}
+
+/// Remove the items of a list result that `who` may not use; returns how many were removed.
+/// Tool names are the server's own (a prefix is added afterwards by the relay).
+pub fn filter_list(
+    policies: &PolicySet,
+    server: &ObjectKey,
+    who: &Identity,
+    method: &str,
+    result: &mut Value,
+) -> usize {
+    let (field, key) = match method {
+        "tools/list" => ("tools", "name"),
+        "resources/list" => ("resources", "uri"),
+        "resources/templates/list" => ("resourceTemplates", "uriTemplate"),
+        "prompts/list" => ("prompts", "name"),
+        _ => return 0,
+    };
+    let Some(items) = result.get_mut(field).and_then(Value::as_array_mut) else {
+        return 0;
+    };
+    let before = items.len();
+    items.retain(|item| {
+        let Some(id) = item.get(key).and_then(Value::as_str) else {
+            // An item the gateway cannot name cannot be authorized: drop it (fail closed).
+            return false;
+        };
+        let op = match method {
+            "tools/list" => Operation::Tool { name: id },
+            "prompts/list" => Operation::Prompt { name: id },
+            _ => Operation::Resource {
+                method: "resources/read",
+                uri: id,
+            },
+        };
+        decide(policies, server, who, op, None).is_allowed()
+    });
+    before - items.len()
+}

@@ -1,0 +1,232 @@
+//! The listener: TCP (optionally TLS with rustls) accept loops serving HTTP/1.1 and HTTP/2,
+//! graceful drain on shutdown, and the front of the pipeline — Origin validation (DNS-rebinding
+//! protection), routing, authentication, session — before [`crate::relay`] takes over.
+
+use crate::audit::AuditRecord;
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::metrics::{RequestLabels, ServerLabels, method_label};
+use crate::relay::{self, Call};
+use crate::route::{self, Route};
+use crate::state::{Gateway, Snapshot};
+use anyhow::Context;
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// A request handler shared by every connection of a listener.
+pub type Handler =
+    Arc<dyn Fn(Request<Incoming>) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
+
+/// Build a TLS acceptor (HTTP/2 and HTTP/1.1 by ALPN) from PEM files.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("reading TLS certificate {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading TLS private key {}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("TLS certificate and key do not form a valid pair")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accept connections until `shutdown` flips, then drain for at most `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: Handler,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let watcher = graceful.watcher();
+                let handler = handler.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let h = handler.clone();
+                        async move { Ok::<_, Infallible>(h(req).await) }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let result = match tls {
+                        Some(acceptor) => {
+                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(s), svc)).await,
+                                _ => { tracing::debug!(%peer, "TLS handshake failed"); return; }
+                            }
+                        }
+                        None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc)).await,
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(drain) => tracing::warn!("drain timeout: closing remaining connections"),
+    }
+}
+
+/// Whether the request's `Origin` (if any) may talk to this gateway.
+pub fn check_origin(snapshot: &Snapshot, headers: &HeaderMap) -> Result<(), GatewayError> {
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("<not text>");
+    if snapshot
+        .config
+        .allowed_origins
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    let host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .map(|rest| {
+            if let Some(v6) = rest.strip_prefix('[') {
+                v6.split(']').next().unwrap_or("")
+            } else {
+                rest.split(':').next().unwrap_or("")
+            }
+        })
+        .unwrap_or("");
+    if matches!(host, "localhost" | "127.0.0.1" | "::1") {
+        return Ok(());
+    }
+    Err(GatewayError::ForbiddenOrigin(origin.to_string()))
+}
+
+/// The MCP listener's handler: every request ends here with a response, an audit line and
+/// metrics.
+pub async fn handle(
+    gw: Arc<Gateway>,
+    req: Request<Incoming>,
+    tls: bool,
+    admin_here: bool,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    if admin_here && matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
+        return crate::admin::handle(&gw, &path);
+    }
+    let started = Instant::now();
+    let request_id = format!("{:016x}", rand::random::<u64>());
+    let mut audit = AuditRecord::start(request_id, req.method().as_str(), &path);
+    let snapshot = gw.snapshot();
+    let response = match front(&gw, snapshot.as_ref(), req, tls, &mut audit).await {
+        Ok(Outcome::Mcp(r)) => r,
+        Ok(Outcome::Metadata(r)) => return r,
+        Err(e) => {
+            audit.error = Some(e.kind().to_string());
+            if audit.reason.is_none() || !matches!(e, GatewayError::Denied { .. }) {
+                audit.reason = Some(e.to_string());
+            }
+            e.into_response()
+        }
+    };
+    let elapsed = started.elapsed();
+    audit.status = response.status().as_u16();
+    audit.latency_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    let server = audit.server.clone().unwrap_or_else(|| "-".into());
+    gw.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            server: server.clone(),
+            method: method_label(audit.method.as_deref().unwrap_or("-")).to_string(),
+            decision: audit.decision.clone().unwrap_or_else(|| "-".into()),
+            status: audit.status,
+        })
+        .inc();
+    gw.metrics
+        .latency
+        .get_or_create(&ServerLabels { server })
+        .observe(elapsed.as_secs_f64());
+    match &snapshot {
+        Some(s) => gw.audit.write(&s.config.audit, &audit),
+        None => gw
+            .audit
+            .write(&gatehouse_api::config::AuditConfig::Stdout, &audit),
+    }
+    response
+}
+
+async fn front(
+    gw: &Arc<Gateway>,
+    snapshot: Option<&Arc<Snapshot>>,
+    req: Request<Incoming>,
+    tls: bool,
+    audit: &mut AuditRecord,
+) -> Result<Outcome, GatewayError> {
+    let snapshot = snapshot.ok_or(GatewayError::NotReady)?;
+    check_origin(snapshot, req.headers())?;
+    let path = req.uri().path().to_string();
+    let server = match route::route(snapshot, &path) {
+        Route::ProtectedResource(rest) => {
+            return Ok(Outcome::Metadata(relay::protected_resource_response(
+                snapshot,
+                req.headers(),
+                tls,
+                &rest,
+            )));
+        }
+        Route::NotFound => return Err(GatewayError::NoRoute(path)),
+        Route::Mcp(i) => i,
+    };
+    audit.server = Some(snapshot.servers[server].label.clone());
+    let who = snapshot.authn.authenticate(req.headers()).map_err(|e| {
+        let base = route::public_base(snapshot, req.headers(), tls);
+        GatewayError::Unauthenticated {
+            reason: e.0,
+            resource_metadata: route::metadata_url(&base, &path),
+        }
+    })?;
+    audit.user = who.user.as_ref().map(|u| u.id.clone());
+    audit.agent = who.agent.as_ref().map(|a| a.id.clone());
+    let session = relay::open_session(snapshot, server, &who, req.headers(), audit)?;
+    let call = Call {
+        gateway: gw,
+        snapshot,
+        server,
+        who,
+        session,
+        audit,
+    };
+    relay::relay(call, req).await.map(Outcome::Mcp)
+}
+
+/// What the front of the pipeline produced.
+enum Outcome {
+    /// A relayed MCP exchange (audited).
+    Mcp(Response<Body>),
+    /// A metadata document (not an MCP message: not audited).
+    Metadata(Response<Body>),
+}

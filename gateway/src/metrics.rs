@@ -1,0 +1,225 @@
+//! Prometheus metrics. Labels never carry identities or secrets: server, method (bounded to the
+//! MCP method names), decision and status only.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+
+/// Labels of a relayed (or refused) request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// McpServer `namespace/name`, or `-` when no route matched.
+    pub server: String,
+    /// MCP method (bounded set), `GET`/`DELETE` for streams, or `-`.
+    pub method: String,
+    /// `allow`, `deny` or `-` when no decision was made.
+    pub decision: String,
+    /// HTTP status returned to the client.
+    pub status: u16,
+}
+
+/// Labels of a server-scoped metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    /// McpServer `namespace/name`.
+    pub server: String,
+}
+
+/// Labels of an upstream error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    /// McpServer `namespace/name`.
+    pub server: String,
+    /// `connect`, `timeout`, `status`, `malformed_sse`, `idle_timeout`, …
+    pub kind: String,
+}
+
+/// Labels of the config-info gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfigLabels {
+    /// Snapshot version (content hash).
+    pub version: String,
+}
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by server, method, decision and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time to upstream response headers (or to the refusal), seconds.
+    pub latency: Family<ServerLabels, Histogram, fn() -> Histogram>,
+    /// Upstream failures.
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    /// Sessions minted minus sessions ended by DELETE.
+    pub active_sessions: Gauge,
+    /// SSE streams currently relayed.
+    pub active_streams: Gauge,
+    /// 1 for the config version being served.
+    pub config_info: Family<ConfigLabels, Gauge>,
+    current_version: Mutex<Option<String>>,
+    /// Successful configuration loads.
+    pub reloads: Counter,
+    /// Rejected configuration loads (the previous config kept serving).
+    pub reload_failures: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+impl Metrics {
+    /// Create and register every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let requests = Family::default();
+        registry.register(
+            "requests",
+            "MCP requests by server, method, decision and HTTP status",
+            requests.clone(),
+        );
+        let latency: Family<ServerLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time until the upstream's response headers (or the gateway's refusal)",
+            latency.clone(),
+        );
+        let upstream_errors = Family::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by server and kind",
+            upstream_errors.clone(),
+        );
+        let active_sessions = Gauge::default();
+        registry.register(
+            "active_sessions",
+            "Sessions minted by this process and not yet deleted",
+            active_sessions.clone(),
+        );
+        let active_streams = Gauge::default();
+        registry.register(
+            "active_streams",
+            "SSE streams currently relayed",
+            active_streams.clone(),
+        );
+        let config_info = Family::default();
+        registry.register(
+            "config_info",
+            "The configuration version being served (value 1)",
+            config_info.clone(),
+        );
+        let reloads = Counter::default();
+        registry.register("config_reloads", "Configurations applied", reloads.clone());
+        let reload_failures = Counter::default();
+        registry.register(
+            "config_reload_failures",
+            "Configurations rejected; the last good one kept serving",
+            reload_failures.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+            active_sessions,
+            active_streams,
+            config_info,
+            current_version: Mutex::new(None),
+            reloads,
+            reload_failures,
+        }
+    }
+
+    /// Record that `version` is now served.
+    pub fn set_config_version(&self, version: &str) {
+        let mut current = self
+            .current_version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = current.take() {
+            self.config_info.remove(&ConfigLabels { version: old });
+        }
+        self.config_info
+            .get_or_create(&ConfigLabels {
+                version: version.to_string(),
+            })
+            .set(1);
+        *current = Some(version.to_string());
+    }
+
+    /// Count an upstream error.
+    pub fn upstream_error(&self, server: &str, kind: &str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                server: server.to_string(),
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Decrements the active-streams gauge when a relayed stream ends, however it ends.
+pub struct StreamGuard(Gauge);
+
+impl StreamGuard {
+    /// Count a stream as open until the guard drops.
+    pub fn open(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The bounded method label: known MCP methods as themselves, anything else as `other`.
+pub fn method_label(method: &str) -> &str {
+    const KNOWN: &[&str] = &[
+        "initialize",
+        "ping",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "logging/setLevel",
+        "notifications/initialized",
+        "notifications/cancelled",
+        "notifications/progress",
+        "notifications/roots/list_changed",
+        "response",
+        "GET",
+        "DELETE",
+        "-",
+    ];
+    if KNOWN.contains(&method) {
+        method
+    } else {
+        "other"
+    }
+}

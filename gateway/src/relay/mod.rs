@@ -1,0 +1,430 @@
+//! The relay: Streamable HTTP between an authenticated, authorized client and its upstream.
+//!
+//! Stages run in order — route, authenticate, session, inspect, authorize, credential — and
+//! only then does anything go upstream. Upstream requests are built from an allow-list of
+//! headers, so the client's `Authorization`, cookies and API-key or agent-credential headers can
+//! never be forwarded; the credential the policy's CredentialProvider yields is added instead.
+
+pub mod rewrite;
+pub mod sse;
+pub mod upstream;
+
+use crate::audit::AuditRecord;
+use crate::authn::Identity;
+use crate::body::{self, Body};
+use crate::error::GatewayError;
+use crate::inspect::{self, ClientMessage, Kind};
+use crate::session::{self, SessionClaims};
+use crate::state::{Gateway, Snapshot};
+use crate::{authz, route};
+use bytes::Bytes;
+use gatehouse_api::policy::Operation;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use rewrite::Rewriter;
+use std::sync::Arc;
+
+const MCP_SESSION_ID: &str = "mcp-session-id";
+const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+
+/// Client headers relayed upstream. Everything else — `Authorization`, `Cookie`, API-key and
+/// agent-credential headers, `Host`, hop-by-hop headers — stays at the gateway.
+const FORWARDED_REQUEST_HEADERS: &[&str] = &[
+    "accept",
+    "content-type",
+    MCP_PROTOCOL_VERSION,
+    "last-event-id",
+    "traceparent",
+    "tracestate",
+    "user-agent",
+    "mcp-method",
+    "mcp-name",
+];
+
+/// Upstream headers relayed to the client (the session id is replaced by the gateway's).
+const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "cache-control",
+    MCP_PROTOCOL_VERSION,
+    "retry-after",
+    "allow",
+];
+
+/// Everything known about the request being relayed.
+pub struct Call<'a> {
+    /// The shared gateway.
+    pub gateway: &'a Arc<Gateway>,
+    /// The snapshot serving it.
+    pub snapshot: &'a Arc<Snapshot>,
+    /// Index of the server.
+    pub server: usize,
+    /// The caller.
+    pub who: Identity,
+    /// The client's session id and its claims, when it sent one.
+    pub session: Option<(String, SessionClaims)>,
+    /// The audit record being filled.
+    pub audit: &'a mut AuditRecord,
+}
+
+/// Relay an MCP request: route and authentication are done; the rest happens here.
+pub async fn relay(
+    mut call: Call<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let route = &call.snapshot.servers[call.server];
+    let (parts, incoming) = req.into_parts();
+    let (message, upstream_body) = match parts.method {
+        Method::POST => {
+            let ct = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            if !mime.eq_ignore_ascii_case("application/json") {
+                return Err(GatewayError::UnsupportedMediaType(ct.to_string()));
+            }
+            let limit = call.gateway.process.max_body_bytes;
+            let bytes = read_limited(incoming, limit).await?;
+            let version = parts
+                .headers
+                .get(MCP_PROTOCOL_VERSION)
+                .and_then(|v| v.to_str().ok());
+            let mut msg = inspect::parse(&bytes, version)?;
+            note_message(call.audit, &msg);
+            let body = match strip_tool_prefix(route.config.tool_prefix.as_deref(), &mut msg)? {
+                true => Bytes::from(msg.value.to_string()),
+                false => bytes,
+            };
+            (Some(msg), body)
+        }
+        Method::GET | Method::DELETE => {
+            call.audit.method = Some(parts.method.to_string());
+            (None, Bytes::new())
+        }
+        other => return Err(GatewayError::MethodNotAllowed(other.to_string())),
+    };
+    if message.as_ref().is_some_and(|m| m.method == "initialize") && call.session.is_some() {
+        // A re-initialize starts a new session: the old binding does not carry over.
+        call.session = None;
+    }
+
+    // === authorize ===
+    let http_method = parts.method.to_string();
+    let (op, args) = match &message {
+        Some(m) => (m.operation(m.tool.as_deref()), m.arguments.as_ref()),
+        None => (
+            Operation::Server {
+                method: &http_method,
+            },
+            None,
+        ),
+    };
+    let decision = authz::decide(
+        &call.snapshot.policies,
+        &route.config.key,
+        &call.who,
+        op,
+        args,
+    );
+    call.audit.decision = Some(decision.effect.to_string());
+    call.audit.policy = decision.policy.as_ref().map(|p| p.to_string());
+    call.audit.reason = Some(decision.reason.clone());
+    let id = message.as_ref().and_then(|m| m.id.clone());
+    let is_request = message.as_ref().is_some_and(|m| m.kind == Kind::Request);
+    if !decision.is_allowed() {
+        return Err(GatewayError::Denied {
+            id: if is_request { id } else { None },
+            reason: decision.reason,
+            policy: decision.policy.map(|p| p.to_string()),
+        });
+    }
+
+    // === credential ===
+    let credential = match &decision.credential_provider {
+        Some(cp) => Some(
+            call.snapshot
+                .credentials
+                .header_for(cp)
+                .map_err(|message| GatewayError::CredentialUnavailable {
+                    id: if is_request { id.clone() } else { None },
+                    message,
+                })?,
+        ),
+        None => None,
+    };
+
+    // === upstream request ===
+    let mut up = Request::builder()
+        .method(parts.method.clone())
+        .uri(route.upstream.uri.clone())
+        .body(Full::new(upstream_body))
+        .map_err(|e| GatewayError::Upstream {
+            id: id.clone(),
+            server: route.label.clone(),
+            message: e.to_string(),
+        })?;
+    let h = up.headers_mut();
+    for name in FORWARDED_REQUEST_HEADERS {
+        for v in parts.headers.get_all(*name) {
+            h.append(*name, v.clone());
+        }
+    }
+    for cred_header in call.snapshot.authn.credential_headers() {
+        h.remove(cred_header);
+    }
+    if let Ok(v) = HeaderValue::from_str(&call.audit.request_id) {
+        h.insert("x-request-id", v);
+    }
+    if let Some((_, claims)) = &call.session
+        && let Ok(v) = HeaderValue::from_str(&claims.upstream)
+    {
+        h.insert(MCP_SESSION_ID, v);
+    }
+    if let Some((name, value)) = credential {
+        h.insert(name.clone(), value.clone());
+    }
+
+    let upstream = &route.upstream;
+    let sent = tokio::time::timeout(upstream.request_timeout, upstream.send(up)).await;
+    let resp = match sent {
+        Err(_) => {
+            call.gateway.metrics.upstream_error(&route.label, "timeout");
+            return Err(GatewayError::UpstreamTimeout {
+                id,
+                server: route.label.clone(),
+                ms: upstream.request_timeout.as_millis() as u64,
+            });
+        }
+        Ok(Err(e)) => {
+            let kind = if e.is_connect() { "connect" } else { "request" };
+            call.gateway.metrics.upstream_error(&route.label, kind);
+            let message = if e.is_connect() {
+                "cannot connect to the upstream".to_string()
+            } else {
+                format!("request failed: {e}")
+            };
+            return Err(GatewayError::Upstream {
+                id,
+                server: route.label.clone(),
+                message,
+            });
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    call.audit.upstream_status = Some(resp.status().as_u16());
+
+    // === response ===
+    let status = resp.status();
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        call.gateway.metrics.upstream_error(&route.label, "auth");
+        return Err(GatewayError::Upstream {
+            id,
+            server: route.label.clone(),
+            message: format!(
+                "the upstream refused the gateway's credential (HTTP {}); check the CredentialProvider",
+                status.as_u16()
+            ),
+        });
+    }
+    if status.is_server_error() {
+        call.gateway.metrics.upstream_error(&route.label, "status");
+    }
+    let (up_parts, up_body) = resp.into_parts();
+    let mut out = Response::builder().status(status);
+    let oh = out.headers_mut().expect("fresh builder");
+    for name in FORWARDED_RESPONSE_HEADERS {
+        if let Some(v) = up_parts.headers.get(*name) {
+            oh.insert(*name, v.clone());
+        }
+    }
+    if let Some(upstream_sid) = up_parts
+        .headers
+        .get(MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        let token = session_token(&call, upstream_sid);
+        call.audit.session = Some(session::digest(&token));
+        if let Ok(v) = HeaderValue::from_str(&token) {
+            oh.insert(MCP_SESSION_ID, v);
+        }
+    }
+    if parts.method == Method::DELETE && status.is_success() && call.session.is_some() {
+        call.gateway.metrics.active_sessions.dec();
+    }
+
+    let rewriter = Rewriter {
+        snapshot: call.snapshot.clone(),
+        server: call.server,
+        who: call.who.clone(),
+        pending: message
+            .as_ref()
+            .filter(|m| m.kind == Kind::Request)
+            .and_then(|m| Some((m.id.clone()?, m.method.clone()))),
+    };
+    let content_type = up_parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let body = if content_type.starts_with("text/event-stream") {
+        rewrite::relay_sse(
+            up_body,
+            rewriter,
+            upstream.idle_timeout,
+            call.gateway.clone(),
+            call.audit.clone(),
+        )
+    } else if content_type.starts_with("application/json") && rewriter.may_rewrite() {
+        match rewrite::rewrite_json(up_body, &rewriter).await {
+            Ok(b) => body::full(b),
+            Err(message) => {
+                call.gateway
+                    .metrics
+                    .upstream_error(&route.label, "malformed_json");
+                return Err(GatewayError::Upstream {
+                    id,
+                    server: route.label.clone(),
+                    message,
+                });
+            }
+        }
+    } else {
+        up_body.map_err(Into::into).boxed_unsync()
+    };
+    out.body(body).map_err(|e| GatewayError::Upstream {
+        id,
+        server: route.label.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// The client's session id for `upstream_sid`: the one it sent if it still names that upstream
+/// session, else a freshly minted one bound to this caller and server.
+fn session_token(call: &Call<'_>, upstream_sid: &str) -> String {
+    if let Some((token, claims)) = &call.session
+        && claims.upstream == upstream_sid
+    {
+        return token.clone();
+    }
+    let (user, agent) = session::owner(call.who.user.as_ref(), call.who.agent.as_ref());
+    let now = chrono::Utc::now().timestamp();
+    let ttl = call.snapshot.config.session.ttl_seconds as i64;
+    let claims = SessionClaims {
+        upstream: upstream_sid.to_string(),
+        server: call.snapshot.servers[call.server].label.clone(),
+        user,
+        agent,
+        issued: now,
+        expires: now + ttl,
+    };
+    call.gateway.metrics.active_sessions.inc();
+    call.snapshot.session_keys.seal(&claims)
+}
+
+/// Read a request body, refusing more than `limit` bytes. An oversized body is still read and
+/// discarded (up to a bound, briefly) so the client, still sending, gets to see the 413.
+async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut too_large = false;
+    let mut discarded = 0usize;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(f))) => f,
+            Ok(Some(Err(e))) if !too_large => return Err(GatewayError::BodyRead(e.to_string())),
+            Ok(None) if !too_large => return Ok(buf.freeze()),
+            Err(_) if !too_large => {
+                return Err(GatewayError::BodyRead(
+                    "timed out reading the request body".into(),
+                ));
+            }
+            _ => return Err(GatewayError::PayloadTooLarge(limit)),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if too_large {
+            discarded += data.len();
+            if discarded > 4 * limit {
+                return Err(GatewayError::PayloadTooLarge(limit));
+            }
+        } else if buf.len() + data.len() > limit {
+            too_large = true;
+            buf.clear();
+        } else {
+            buf.extend_from_slice(&data);
+        }
+    }
+}
+
+/// Fill the audit record's message fields.
+fn note_message(audit: &mut AuditRecord, m: &ClientMessage) {
+    audit.method = Some(m.method.clone());
+    audit.jsonrpc_id = m.id.clone();
+    audit.tool = m.tool.clone();
+    audit.resource = m.resource.clone();
+    audit.prompt = m.prompt.clone();
+}
+
+/// For servers with a `toolPrefix`: agents call `<prefix><name>`; the upstream knows `<name>`.
+/// Returns whether the message changed. A name without the prefix names no tool of this server.
+fn strip_tool_prefix(prefix: Option<&str>, m: &mut ClientMessage) -> Result<bool, GatewayError> {
+    let (Some(prefix), Some(name)) = (prefix, m.tool.clone()) else {
+        return Ok(false);
+    };
+    let Some(bare) = name.strip_prefix(prefix) else {
+        return Err(GatewayError::InvalidParams {
+            id: m.id.clone(),
+            message: format!(
+                "unknown tool {name:?}: tools of this server are named {prefix}<name>"
+            ),
+        });
+    };
+    m.value["params"]["name"] = serde_json::Value::String(bare.to_string());
+    m.tool = Some(bare.to_string());
+    Ok(true)
+}
+
+/// Resolve the client's `Mcp-Session-Id`, if any, checking it belongs to `who` and this server.
+pub fn open_session(
+    snapshot: &Snapshot,
+    server: usize,
+    who: &Identity,
+    headers: &HeaderMap,
+    audit: &mut AuditRecord,
+) -> Result<Option<(String, SessionClaims)>, GatewayError> {
+    let Some(token) = headers.get(HeaderName::from_static(MCP_SESSION_ID)) else {
+        return Ok(None);
+    };
+    let token = token.to_str().unwrap_or_default().to_string();
+    audit.session = Some(session::digest(&token));
+    let owner = session::owner(who.user.as_ref(), who.agent.as_ref());
+    let now = chrono::Utc::now().timestamp();
+    match snapshot
+        .session_keys
+        .open(&token, &snapshot.servers[server].label, &owner, now)
+    {
+        Ok(claims) => Ok(Some((token, claims))),
+        Err(e) => Err(GatewayError::SessionNotFound(e.public_reason())),
+    }
+}
+
+/// The RFC 9728 document for a route.
+pub fn protected_resource_response(
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+    tls: bool,
+    path: &str,
+) -> Response<Body> {
+    let base = route::public_base(snapshot, headers, tls);
+    let doc = route::protected_resource(snapshot, &base, path);
+    let mut r = Response::new(body::full(doc.to_string()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}

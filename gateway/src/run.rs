@@ -1,0 +1,207 @@
+//! `gatehouse-gateway run`: wiring for local mode — load the manifests, start the listeners,
+//! watch for changes, and drain on SIGTERM / Ctrl-C.
+
+use crate::listener::{self, Handler};
+use crate::reload::{self, Source};
+use crate::session::SessionKeys;
+use crate::state::{Gateway, Process};
+use anyhow::Context;
+use futures_util::FutureExt;
+use gatehouse_api::refs::ObjectKey;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Arguments of `run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Directory of YAML manifests (searched recursively), or a single file. Watched for
+    /// changes.
+    #[arg(long)]
+    pub manifests: PathBuf,
+    /// Address of the MCP listener (`127.0.0.1:0` picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Address of the admin listener (/healthz, /readyz, /metrics). Without it, those are
+    /// served on the MCP listener.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+    /// The McpGateway to serve, `namespace/name`, when the manifests define several.
+    #[arg(long, value_parser = parse_key)]
+    pub gateway: Option<ObjectKey>,
+    /// TLS certificate chain (PEM) for the MCP listener.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the MCP listener.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// File holding the session key material (overrides the McpGateway's session key Secret).
+    /// Replicas sharing it accept each other's sessions.
+    #[arg(long)]
+    pub session_key_file: Option<PathBuf>,
+    /// Largest accepted request body, bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How often to check the manifests for changes, ms.
+    #[arg(long, default_value_t = 500)]
+    pub poll_ms: u64,
+    /// How long to let connections finish on shutdown, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub drain_seconds: u64,
+}
+
+fn parse_key(s: &str) -> Result<ObjectKey, String> {
+    ObjectKey::parse(s).ok_or_else(|| format!("{s:?} is not namespace/name"))
+}
+
+/// Run until SIGTERM or Ctrl-C.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn serve(args: RunArgs) -> anyhow::Result<()> {
+    let key_file_keys = match &args.session_key_file {
+        Some(p) => {
+            let material = zeroize::Zeroizing::new(
+                std::fs::read(p)
+                    .with_context(|| format!("reading session key file {}", p.display()))?,
+            );
+            let trimmed = material.trim_ascii();
+            anyhow::ensure!(
+                trimmed.len() >= 16,
+                "session key file {} must hold at least 16 bytes of key material",
+                p.display()
+            );
+            Some(Arc::new(SessionKeys::derive(
+                trimmed,
+                format!("file {}", p.display()),
+            )))
+        }
+        None => None,
+    };
+    let gw = Arc::new(Gateway::new(Process {
+        key_file_keys,
+        random_keys: Arc::new(SessionKeys::random()),
+        max_body_bytes: args.max_body_bytes,
+    }));
+    let source = Source {
+        dir: args.manifests.clone(),
+        gateway: args.gateway.clone(),
+    };
+    {
+        let (gw, source) = (gw.clone(), source.clone());
+        tokio::task::spawn_blocking(move || reload::apply(&gw, &source, false)).await?;
+    }
+    if gw.snapshot().is_none() {
+        tracing::error!("no valid configuration yet: serving 503 until the manifests are fixed");
+    }
+
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(listener::tls_acceptor(c, k)?),
+        _ => None,
+    };
+    let mcp = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let admin = match &args.admin_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding {a}"))?,
+        ),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "gatehouse-gateway listening: mcp {scheme}://{}",
+        mcp.local_addr()?
+    )?;
+    if let Some(a) = &admin {
+        writeln!(
+            out,
+            "gatehouse-gateway listening: admin http://{}",
+            a.local_addr()?
+        )?;
+    }
+    out.flush()?;
+    drop(out);
+    tracing::info!(addr = %mcp.local_addr()?, tls = tls.is_some(), "MCP listener ready");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let drain = Duration::from_secs(args.drain_seconds);
+    let is_tls = tls.is_some();
+    let admin_here = admin.is_none();
+    let mcp_handler: Handler = {
+        let gw = gw.clone();
+        Arc::new(move |req| listener::handle(gw.clone(), req, is_tls, admin_here).boxed())
+    };
+    let mut tasks = vec![tokio::spawn(listener::serve(
+        mcp,
+        tls,
+        mcp_handler,
+        stop_rx.clone(),
+        drain,
+    ))];
+    if let Some(a) = admin {
+        let gw = gw.clone();
+        let h: Handler = Arc::new(move |req| {
+            let gw = gw.clone();
+            async move { crate::admin::handle(&gw, req.uri().path()) }.boxed()
+        });
+        tasks.push(tokio::spawn(listener::serve(
+            a,
+            None,
+            h,
+            stop_rx.clone(),
+            drain,
+        )));
+    }
+    let watcher = tokio::spawn(reload::watch(
+        gw.clone(),
+        source,
+        Duration::from_millis(args.poll_ms),
+    ));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining connections");
+    watcher.abort();
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,196 @@
+//! Gateway state: the snapshot being served (swapped atomically on reload — requests in flight
+//! keep the snapshot they started with), and what lives for the whole process (metrics, audit,
+//! the fallback session key).
+
+use crate::audit::AuditLog;
+use crate::authn::Authenticator;
+use crate::credentials::Credentials;
+use crate::metrics::Metrics;
+use crate::relay::upstream::Upstream;
+use crate::session::SessionKeys;
+use arc_swap::ArcSwapOption;
+use gatehouse_api::config::{GatewayConfig, ServerConfig};
+use gatehouse_api::manifest::LocalSecret;
+use gatehouse_api::policy::PolicySet;
+use gatehouse_api::refs::SecretRef;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// One Secret's values by key.
+type SecretData = BTreeMap<String, Zeroizing<Vec<u8>>>;
+
+/// The values of the Secrets a snapshot references — and only those. Zeroized on drop.
+#[derive(Default)]
+pub struct SecretValues {
+    by_name: BTreeMap<(String, String), SecretData>,
+}
+
+impl SecretValues {
+    /// Keep the values of the Secrets `config` names.
+    pub fn select(config: &GatewayConfig, secrets: &[LocalSecret]) -> Self {
+        let mut by_name = BTreeMap::new();
+        for r in &config.secrets {
+            if let Some(s) = secrets
+                .iter()
+                .find(|s| s.namespace == r.namespace && s.name == r.name)
+            {
+                by_name
+                    .entry((s.namespace.clone(), s.name.clone()))
+                    .or_insert_with(|| {
+                        s.data
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))
+                            .collect()
+                    });
+            }
+        }
+        Self { by_name }
+    }
+
+    /// One key's value.
+    pub fn key(&self, r: &SecretRef) -> Option<&[u8]> {
+        let data = self.by_name.get(&(r.namespace.clone(), r.name.clone()))?;
+        data.get(r.key.as_deref()?).map(|v| v.as_slice())
+    }
+
+    /// Every key of a Secret.
+    pub fn whole(&self, r: &SecretRef) -> Option<impl Iterator<Item = (&String, &[u8])>> {
+        let data = self.by_name.get(&(r.namespace.clone(), r.name.clone()))?;
+        Some(data.iter().map(|(k, v)| (k, v.as_slice())))
+    }
+}
+
+/// One served McpServer with its upstream client.
+pub struct ServerRoute {
+    /// Its configuration.
+    pub config: ServerConfig,
+    /// `namespace/name`, for labels and claims.
+    pub label: String,
+    /// The HTTP client for its upstream.
+    pub upstream: Upstream,
+}
+
+/// Everything the request pipeline reads, built from one `GatewayConfig`.
+pub struct Snapshot {
+    /// The configuration.
+    pub config: GatewayConfig,
+    /// Compiled policies.
+    pub policies: PolicySet,
+    /// Compiled trust providers.
+    pub authn: Authenticator,
+    /// Compiled credential providers.
+    pub credentials: Credentials,
+    /// Served servers.
+    pub servers: Vec<ServerRoute>,
+    /// Session id keys.
+    pub session_keys: Arc<SessionKeys>,
+}
+
+impl Snapshot {
+    /// Build a snapshot; any error rejects the whole configuration.
+    pub fn build(
+        config: GatewayConfig,
+        secrets: &[LocalSecret],
+        process: &Process,
+    ) -> Result<Self, Vec<String>> {
+        let values = SecretValues::select(&config, secrets);
+        let mut errors = Vec::new();
+        let policies = PolicySet::new(&config.policies)
+            .map_err(|es| errors.extend(es.into_iter().map(|e| e.to_string())))
+            .ok();
+        let authn = Authenticator::new(&config.trust_providers, &values)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let credentials = Credentials::new(&config.credential_providers, &values)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let mut servers = Vec::new();
+        for s in &config.servers {
+            match Upstream::new(s, &values) {
+                Ok(upstream) => servers.push(ServerRoute {
+                    label: s.key.to_string(),
+                    config: s.clone(),
+                    upstream,
+                }),
+                Err(e) => errors.push(format!("McpServer {}: {e}", s.key)),
+            }
+        }
+        let session_keys = if let Some(k) = &process.key_file_keys {
+            k.clone()
+        } else if let Some(r) = &config.session.key {
+            match values.key(r) {
+                Some(material) if !material.is_empty() => {
+                    Arc::new(SessionKeys::derive(material, r.to_string()))
+                }
+                _ => {
+                    errors.push(format!("session key {r} is not available"));
+                    process.random_keys.clone()
+                }
+            }
+        } else {
+            process.random_keys.clone()
+        };
+        match (policies, authn, credentials) {
+            (Some(policies), Some(authn), Some(credentials)) if errors.is_empty() => Ok(Self {
+                config,
+                policies,
+                authn,
+                credentials,
+                servers,
+                session_keys,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The server served at `path`.
+    pub fn server_by_path(&self, path: &str) -> Option<&ServerRoute> {
+        self.servers.iter().find(|s| s.config.path == path)
+    }
+}
+
+/// What lives as long as the process.
+pub struct Process {
+    /// Session keys from `--session-key-file`, which override the configured Secret.
+    pub key_file_keys: Option<Arc<SessionKeys>>,
+    /// The per-process random key used when no key is configured.
+    pub random_keys: Arc<SessionKeys>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+}
+
+/// Shared gateway state.
+pub struct Gateway {
+    current: ArcSwapOption<Snapshot>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Audit log.
+    pub audit: AuditLog,
+    /// Process-wide settings.
+    pub process: Process,
+}
+
+impl Gateway {
+    /// A gateway with no configuration yet (not ready).
+    pub fn new(process: Process) -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            metrics: Metrics::new(),
+            audit: AuditLog::new(),
+            process,
+        }
+    }
+
+    /// The snapshot to serve this request from.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// Swap in a new snapshot.
+    pub fn apply(&self, snapshot: Snapshot) {
+        self.metrics.set_config_version(&snapshot.config.version);
+        self.metrics.reloads.inc();
+        self.current.store(Some(Arc::new(snapshot)));
+    }
+}
