@@ -330,6 +330,10 @@ async fn kubectl_applies_the_repository_crds_and_examples() {
     .await;
     let mut examples = Vec::new();
     yaml_files(&root.join("examples"), &mut examples);
+    // Argo CD's own kinds (Application, AppProject, ...) need Argo CD's CRDs, which a plain API
+    // server (and this double) does not have; the GitOps policy manifests are still applied.
+    let argocd = root.join("examples/gitops/argocd");
+    examples.retain(|p| !p.starts_with(&argocd));
     if examples.is_empty() {
         println!(
             "SKIPPED (examples part): no YAML files under {}",
