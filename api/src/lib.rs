@@ -21,6 +21,7 @@ pub mod glob;
 pub mod identity;
 pub mod manifest;
 pub mod policy;
+pub mod push;
 pub mod refs;
 pub mod server;
 pub mod trust_provider;

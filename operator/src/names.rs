@@ -1,0 +1,97 @@
+//! Names and labels of the objects the operator creates, in one place so the workloads, the
+//! push server (which ServiceAccount may fetch which snapshot) and status agree.
+//!
+//! For an McpGateway `gw` (and likewise for the sidecar of a workload McpServer `srv`):
+//!
+//! | object | name |
+//! |---|---|
+//! | Deployment, Service, PodDisruptionBudget | `gw` |
+//! | ServiceAccount, Role, RoleBinding | `gw-gatehouse` |
+//! | ConfigMap (last-known-good snapshot) | `gw-gatehouse-snapshot` |
+
+use gatehouse_api::config::GatewayId;
+use gatehouse_api::refs::ObjectKey;
+use std::collections::BTreeMap;
+
+/// The single server-side-apply field manager of the operator.
+pub const FIELD_MANAGER: &str = "gatehouse-operator";
+/// `app.kubernetes.io/managed-by` value on everything the operator creates.
+pub const MANAGED_BY: &str = "gatehouse-operator";
+/// Label naming the gateway deployment (`gateway.NS.NAME` / `sidecar.NS.NAME`) an object serves.
+pub const DEPLOYMENT_LABEL: &str = "gatehouse.dev/deployment";
+/// Selector matching everything the operator manages.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=gatehouse-operator";
+/// Admin (health, readiness, metrics) port of gateway containers.
+pub const ADMIN_PORT: i32 = 9090;
+
+/// The namespace/name every per-deployment object is named after.
+pub fn base(id: &GatewayId) -> &ObjectKey {
+    match id {
+        GatewayId::Gateway { key } => key,
+        GatewayId::Sidecar { server } => server,
+    }
+}
+
+/// Deployment, Service and PodDisruptionBudget name.
+pub fn workload(id: &GatewayId) -> String {
+    base(id).name.clone()
+}
+
+/// ServiceAccount, Role and RoleBinding name.
+pub fn service_account(id: &GatewayId) -> String {
+    gatehouse_api::push::service_account_name(id)
+}
+
+/// ConfigMap holding the last-known-good snapshot.
+pub fn snapshot_config_map(id: &GatewayId) -> String {
+    format!("{}-gatehouse-snapshot", base(id).name)
+}
+
+/// Value of [`DEPLOYMENT_LABEL`] (label values cannot contain `/`).
+pub fn deployment_label(id: &GatewayId) -> String {
+    let (kind, key) = match id {
+        GatewayId::Gateway { key } => ("gateway", key),
+        GatewayId::Sidecar { server } => ("sidecar", server),
+    };
+    format!("{kind}.{}.{}", key.namespace, key.name)
+}
+
+/// Pod selector labels of a gateway deployment.
+pub fn selector_labels(id: &GatewayId) -> BTreeMap<String, String> {
+    let component = match id {
+        GatewayId::Gateway { .. } => "gateway",
+        GatewayId::Sidecar { .. } => "mcp-server",
+    };
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "gatehouse".into()),
+        ("app.kubernetes.io/instance".into(), base(id).name.clone()),
+        ("app.kubernetes.io/component".into(), component.into()),
+    ])
+}
+
+/// Labels on every object of a gateway deployment.
+pub fn labels(id: &GatewayId) -> BTreeMap<String, String> {
+    let mut l = selector_labels(id);
+    l.insert("app.kubernetes.io/managed-by".into(), MANAGED_BY.into());
+    l.insert(DEPLOYMENT_LABEL.into(), deployment_label(id));
+    l
+}
+
+/// The Kubernetes username of the ServiceAccount allowed to fetch `id`'s snapshots.
+pub fn service_account_user(id: &GatewayId) -> String {
+    format!(
+        "system:serviceaccount:{}:{}",
+        base(id).namespace,
+        service_account(id)
+    )
+}
+
+/// The in-cluster URL of a gateway deployment's Service (`http://NAME.NS.svc[:PORT]`).
+pub fn service_url(id: &GatewayId, port: i32) -> String {
+    let key = base(id);
+    if port == 80 {
+        format!("http://{}.{}.svc", key.name, key.namespace)
+    } else {
+        format!("http://{}.{}.svc:{port}", key.name, key.namespace)
+    }
+}
