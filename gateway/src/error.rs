@@ -43,6 +43,16 @@ pub enum GatewayError {
         /// RFC 9728 metadata URL for the `WWW-Authenticate` challenge.
         resource_metadata: String,
     },
+    /// A valid token without the scopes a TrustProvider requires (step-up).
+    #[error("{reason}")]
+    InsufficientScope {
+        /// Why.
+        reason: String,
+        /// Scopes to request.
+        scopes: Vec<String>,
+        /// RFC 9728 metadata URL for the `WWW-Authenticate` challenge.
+        resource_metadata: String,
+    },
     /// POST body is not `application/json`.
     #[error("Content-Type must be application/json, not {0:?}")]
     UnsupportedMediaType(String),
@@ -124,7 +134,7 @@ impl GatewayError {
         match self {
             NoRoute(_) | SessionNotFound(_) => StatusCode::NOT_FOUND,
             MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
+            ForbiddenOrigin(_) | InsufficientScope { .. } => StatusCode::FORBIDDEN,
             Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -152,7 +162,9 @@ impl GatewayError {
                 code::INVALID_REQUEST
             }
             InvalidParams { .. } => code::INVALID_PARAMS,
-            Unauthenticated { .. } | ForbiddenOrigin(_) => code::UNAUTHORIZED,
+            Unauthenticated { .. } | ForbiddenOrigin(_) | InsufficientScope { .. } => {
+                code::UNAUTHORIZED
+            }
             SessionNotFound(_) => code::SESSION_NOT_FOUND,
             Denied { .. } => code::FORBIDDEN,
             NoRoute(_) | MethodNotAllowed(_) => code::INVALID_REQUEST,
@@ -184,6 +196,7 @@ impl GatewayError {
             MethodNotAllowed(_) => "method_not_allowed",
             ForbiddenOrigin(_) => "forbidden_origin",
             Unauthenticated { .. } => "unauthenticated",
+            InsufficientScope { .. } => "insufficient_scope",
             UnsupportedMediaType(_) => "unsupported_media_type",
             PayloadTooLarge(_) => "payload_too_large",
             BodyRead(_) => "body_read",
@@ -223,6 +236,19 @@ impl GatewayError {
                 resource_metadata, ..
             } => {
                 let challenge = format!("Bearer resource_metadata=\"{resource_metadata}\"");
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            GatewayError::InsufficientScope {
+                scopes,
+                resource_metadata,
+                ..
+            } => {
+                let challenge = format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{resource_metadata}\"",
+                    scopes.join(" ")
+                );
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
                     h.insert(header::WWW_AUTHENTICATE, v);
                 }

@@ -3,6 +3,7 @@
 //! protection), routing, authentication, session — before [`crate::relay`] takes over.
 
 use crate::audit::AuditRecord;
+use crate::authn::AuthnError;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::metrics::{RequestLabels, ServerLabels, method_label};
@@ -202,13 +203,28 @@ async fn front(
         Route::Mcp(i) => i,
     };
     audit.server = Some(snapshot.servers[server].label.clone());
-    let who = snapshot.authn.authenticate(req.headers()).map_err(|e| {
-        let base = route::public_base(snapshot, req.headers(), tls);
-        GatewayError::Unauthenticated {
-            reason: e.0,
-            resource_metadata: route::metadata_url(&base, &path),
-        }
-    })?;
+    let base = route::public_base(snapshot, req.headers(), tls);
+    let route_url = format!("{base}{path}");
+    let who = snapshot
+        .authn
+        .authenticate(req.headers(), Some(&route_url))
+        .await
+        .map_err(|e| {
+            let resource_metadata = route::metadata_url(&base, &path);
+            match e {
+                AuthnError::Unauthenticated(reason) => GatewayError::Unauthenticated {
+                    reason,
+                    resource_metadata,
+                },
+                AuthnError::InsufficientScope { reason, scopes } => {
+                    GatewayError::InsufficientScope {
+                        reason,
+                        scopes,
+                        resource_metadata,
+                    }
+                }
+            }
+        })?;
     audit.user = who.user.as_ref().map(|u| u.id.clone());
     audit.agent = who.agent.as_ref().map(|a| a.id.clone());
     let session = relay::open_session(snapshot, server, &who, req.headers(), audit)?;

@@ -18,6 +18,7 @@ mod inspect;
 mod listener;
 mod local;
 mod metrics;
+mod provider_http;
 mod relay;
 mod reload;
 mod route;

@@ -95,6 +95,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         key_file_keys,
         random_keys: Arc::new(SessionKeys::random()),
         max_body_bytes: args.max_body_bytes,
+        provider_http: crate::provider_http::ProviderHttp::new(),
     }));
     let source = Source {
         dir: args.manifests.clone(),

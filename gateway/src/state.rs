@@ -27,23 +27,46 @@ pub struct SecretValues {
 }
 
 impl SecretValues {
-    /// Keep the values of the Secrets `config` names.
+    /// Keep the values of the Secrets `config` names, and of the per-user Secrets its
+    /// `perUserSecret` providers may look up (same namespace, name matching the template).
     pub fn select(config: &GatewayConfig, secrets: &[LocalSecret]) -> Self {
         let mut by_name = BTreeMap::new();
-        for r in &config.secrets {
-            if let Some(s) = secrets
+        let per_user: Vec<(&str, &str, &str)> = config
+            .credential_providers
+            .iter()
+            .filter_map(|p| match &p.source {
+                gatehouse_api::config::CredentialSource::PerUserSecret {
+                    namespace,
+                    name_template: Some(t),
+                    ..
+                } => {
+                    let (prefix, suffix) = t.split_once("{user}")?;
+                    Some((namespace.as_str(), prefix, suffix))
+                }
+                _ => None,
+            })
+            .collect();
+        let wanted = |s: &LocalSecret| {
+            config
+                .secrets
                 .iter()
-                .find(|s| s.namespace == r.namespace && s.name == r.name)
-            {
-                by_name
-                    .entry((s.namespace.clone(), s.name.clone()))
-                    .or_insert_with(|| {
-                        s.data
-                            .iter()
-                            .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))
-                            .collect()
-                    });
-            }
+                .any(|r| s.namespace == r.namespace && s.name == r.name)
+                || per_user.iter().any(|(ns, prefix, suffix)| {
+                    s.namespace == *ns
+                        && s.name.len() > prefix.len() + suffix.len()
+                        && s.name.starts_with(prefix)
+                        && s.name.ends_with(suffix)
+                })
+        };
+        for s in secrets.iter().filter(|s| wanted(s)) {
+            by_name
+                .entry((s.namespace.clone(), s.name.clone()))
+                .or_insert_with(|| {
+                    s.data
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Zeroizing::new(v.clone())))
+                        .collect()
+                });
         }
         Self { by_name }
     }
@@ -52,6 +75,24 @@ impl SecretValues {
     pub fn key(&self, r: &SecretRef) -> Option<&[u8]> {
         let data = self.by_name.get(&(r.namespace.clone(), r.name.clone()))?;
         data.get(r.key.as_deref()?).map(|v| v.as_slice())
+    }
+
+    /// Every Secret of a namespace, by name.
+    pub fn in_namespace<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = (&'a String, BTreeMap<&'a str, &'a [u8]>)> + 'a {
+        self.by_name
+            .iter()
+            .filter(move |((ns, _), _)| ns == namespace)
+            .map(|((_, name), data)| {
+                (
+                    name,
+                    data.iter()
+                        .map(|(k, v)| (k.as_str(), v.as_slice()))
+                        .collect(),
+                )
+            })
     }
 
     /// Every key of a Secret.
@@ -99,12 +140,21 @@ impl Snapshot {
         let policies = PolicySet::new(&config.policies)
             .map_err(|es| errors.extend(es.into_iter().map(|e| e.to_string())))
             .ok();
-        let authn = Authenticator::new(&config.trust_providers, &values)
-            .map_err(|e| errors.push(e))
-            .ok();
-        let credentials = Credentials::new(&config.credential_providers, &values)
-            .map_err(|e| errors.push(e))
-            .ok();
+        let authn = Authenticator::new(
+            &config.trust_providers,
+            &values,
+            config.public_url.as_deref(),
+            Arc::new(process.provider_http.clone()),
+        )
+        .map_err(|e| errors.push(e))
+        .ok();
+        let credentials = Credentials::new(
+            &config.credential_providers,
+            &values,
+            process.provider_http.clone(),
+        )
+        .map_err(|e| errors.push(e))
+        .ok();
         let mut servers = Vec::new();
         for s in &config.servers {
             match Upstream::new(s, &values) {
@@ -158,6 +208,8 @@ pub struct Process {
     pub random_keys: Arc<SessionKeys>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Client for identity providers and token endpoints.
+    pub provider_http: crate::provider_http::ProviderHttp,
 }
 
 /// Shared gateway state.

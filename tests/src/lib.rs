@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod mcp;
+pub mod oauth;
 pub mod procs;
 pub mod raw;
 

@@ -109,6 +109,25 @@ pub async fn connect_with(
     Ok((client, handler))
 }
 
+/// Connect through the gateway at `url` sending the given headers (e.g. `Authorization`).
+pub async fn connect_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(Client, TestClient)> {
+    let mut map = HashMap::new();
+    for (k, v) in headers {
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes())?,
+            http::HeaderValue::from_str(v)?,
+        );
+    }
+    let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(map);
+    let transport = StreamableHttpClientTransport::with_client(http_client(None), config);
+    let handler = TestClient::default();
+    let client = handler.clone().serve(transport).await?;
+    Ok((client, handler))
+}
+
 /// `tools/call` parameters from JSON (`{"name": …, "arguments": …, "_meta": …}`).
 pub fn call(params: serde_json::Value) -> rmcp::model::CallToolRequestParams {
     serde_json::from_value(params).expect("CallToolRequestParams")

@@ -1,16 +1,47 @@
 //! Authentication: the gateway's TrustProviders turn request credentials into a user and/or an
 //! agent identity.
 //!
-//! Implemented here: `apiKey` (keys hashed with SHA-256 in a Secret, `principal: sha256:<hex>`;
-//! `Authorization` as the header means `Bearer <key>`). Other kinds are other issues: they are
-//! reported as unsupported and authenticate nobody — fail closed.
+//! - `apiKey`: keys hashed with SHA-256 in a Secret (`principal: sha256:<hex>`); `Authorization`
+//!   as the header means `Bearer <key>`.
+//! - `oidc`: a bearer JWT in `Authorization`, verified against the issuer's keys ([`jwt`]); the
+//!   user comes from the token, the agent from its client (`azp`/`client_id`). Its audience must
+//!   be the gateway's public URL, this route's URL, or a configured audience.
+//! - `kubernetesServiceAccount` with an `issuer`: a projected ServiceAccount token, verified
+//!   offline, in the provider's agent header (default `X-Agent-Authorization`) or, when no user
+//!   token is sent, in `Authorization`. `tokenReview` needs cluster mode.
+//!
+//! Kinds this gateway cannot verify (mTLS, TokenReview in local mode) authenticate nobody: fail
+//! closed, with the reason in the 401.
+
+pub mod jwt;
 
 use crate::state::SecretValues;
 use gatehouse_api::config::{PrincipalKind, TrustMethod, TrustProviderConfig};
 use gatehouse_api::identity::{AgentIdentity, AgentKind, UserIdentity};
 use http::{HeaderMap, HeaderName};
+use jwt::{JsonFetcher, JwtSettings, JwtVerifier, Mapping, TokenError};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// A bearer token as received (kept only for token exchange; never logged).
+#[derive(Clone)]
+pub struct BearerToken(Arc<Zeroizing<String>>);
+
+impl BearerToken {
+    /// The token text.
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
 
 /// Who is calling.
 #[derive(Clone, Debug, Default)]
@@ -19,6 +50,10 @@ pub struct Identity {
     pub user: Option<UserIdentity>,
     /// The agent.
     pub agent: Option<AgentIdentity>,
+    /// The user's verified token, when the user came from a JWT (subject of token exchange).
+    pub user_token: Option<BearerToken>,
+    /// The agent's verified token, when it came from a JWT (actor of token exchange).
+    pub agent_token: Option<BearerToken>,
 }
 
 impl Identity {
@@ -26,6 +61,17 @@ impl Identity {
     pub fn is_anonymous(&self) -> bool {
         self.user.is_none() && self.agent.is_none()
     }
+}
+
+/// A JWT-verifying provider.
+struct JwtProvider {
+    name: String,
+    issuer: String,
+    verifier: Arc<JwtVerifier>,
+    /// For ServiceAccount providers: the agent-credential header.
+    agent_header: Option<HeaderName>,
+    /// Audiences accepted besides the gateway's and the route's URL.
+    audiences: Vec<String>,
 }
 
 struct ApiKeyProvider {
@@ -39,18 +85,56 @@ struct ApiKeyProvider {
 /// The compiled TrustProviders of one snapshot.
 pub struct Authenticator {
     api_keys: Vec<ApiKeyProvider>,
+    jwt: Vec<JwtProvider>,
     unsupported: Vec<(String, &'static str)>,
+    public_url: Option<String>,
 }
 
 /// Why a request is not authenticated (safe to show: never contains the presented value).
 #[derive(Debug)]
-pub struct AuthnError(pub String);
+pub enum AuthnError {
+    /// No valid credential: `401`.
+    Unauthenticated(String),
+    /// A valid token without the scopes the provider requires: `403 insufficient_scope`.
+    InsufficientScope {
+        /// Why, in words.
+        reason: String,
+        /// The scopes to ask for.
+        scopes: Vec<String>,
+    },
+}
+
+impl AuthnError {
+    fn new(reason: impl Into<String>) -> Self {
+        AuthnError::Unauthenticated(reason.into())
+    }
+}
+
+fn bearer(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    let raw = headers.get(name)?.to_str().ok()?.trim();
+    let (scheme, rest) = raw.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim().to_string())
+}
+
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3 && token.starts_with("ey")
+}
 
 impl Authenticator {
     /// Build from the snapshot's trust providers and the secret values they reference.
-    pub fn new(providers: &[TrustProviderConfig], secrets: &SecretValues) -> Result<Self, String> {
+    pub fn new(
+        providers: &[TrustProviderConfig],
+        secrets: &SecretValues,
+        public_url: Option<&str>,
+        fetcher: Arc<dyn JsonFetcher>,
+    ) -> Result<Self, String> {
         let mut api_keys = Vec::new();
+        let mut jwt = Vec::new();
         let mut unsupported = Vec::new();
+        // Every audience a token may carry; the route check in `authenticate` narrows it.
+        let base_audiences: Vec<String> = public_url.map(|u| u.to_string()).into_iter().collect();
         for tp in providers {
             match &tp.method {
                 TrustMethod::ApiKey { keys, header } => {
@@ -83,28 +167,196 @@ impl Authenticator {
                         keys: map,
                     });
                 }
-                TrustMethod::Oidc { .. } => unsupported.push((tp.name.clone(), "oidc")),
-                TrustMethod::KubernetesServiceAccount { .. } => {
-                    unsupported.push((tp.name.clone(), "kubernetesServiceAccount"))
+                TrustMethod::Oidc {
+                    issuer,
+                    audiences,
+                    jwks_uri,
+                    user_claim,
+                    email_claim,
+                    groups_claim,
+                    client_claim,
+                    required_scopes,
+                    clock_skew_seconds,
+                } => {
+                    let mapping = match tp.authenticates {
+                        PrincipalKind::User => Mapping::User {
+                            user_claim: user_claim.clone(),
+                            email_claim: email_claim.clone(),
+                            groups_claim: groups_claim.clone(),
+                            client_claim: client_claim.clone(),
+                        },
+                        PrincipalKind::Agent => Mapping::Client,
+                    };
+                    jwt.push(JwtProvider {
+                        name: tp.name.clone(),
+                        issuer: issuer.clone(),
+                        verifier: Arc::new(JwtVerifier::new(
+                            JwtSettings {
+                                provider: tp.name.clone(),
+                                issuer: issuer.clone(),
+                                audiences: base_audiences
+                                    .iter()
+                                    .chain(audiences)
+                                    .cloned()
+                                    .collect(),
+                                jwks_uri: jwks_uri.clone(),
+                                mapping,
+                                required_scopes: required_scopes.clone(),
+                                clock_skew: Duration::from_secs(*clock_skew_seconds),
+                            },
+                            fetcher.clone(),
+                        )),
+                        agent_header: None,
+                        audiences: audiences.clone(),
+                    });
                 }
+                TrustMethod::KubernetesServiceAccount {
+                    issuer: Some(issuer),
+                    token_review: false,
+                    audiences,
+                    header,
+                } => {
+                    let agent_header =
+                        HeaderName::from_bytes(header.trim().as_bytes()).map_err(|_| {
+                            format!("TrustProvider {}: {header:?} is not a header name", tp.name)
+                        })?;
+                    jwt.push(JwtProvider {
+                        name: tp.name.clone(),
+                        issuer: issuer.clone(),
+                        verifier: Arc::new(JwtVerifier::new(
+                            JwtSettings {
+                                provider: tp.name.clone(),
+                                issuer: issuer.clone(),
+                                // Projected tokens are bound to the configured audiences only.
+                                audiences: audiences.clone(),
+                                jwks_uri: None,
+                                mapping: Mapping::ServiceAccount,
+                                required_scopes: Vec::new(),
+                                clock_skew: Duration::from_secs(60),
+                            },
+                            fetcher.clone(),
+                        )),
+                        agent_header: Some(agent_header),
+                        audiences: audiences.clone(),
+                    });
+                }
+                TrustMethod::KubernetesServiceAccount { .. } => unsupported.push((
+                    tp.name.clone(),
+                    "kubernetesServiceAccount with tokenReview (needs cluster mode)",
+                )),
                 TrustMethod::Mtls { .. } => unsupported.push((tp.name.clone(), "mtls")),
             }
         }
         Ok(Self {
             api_keys,
+            jwt,
             unsupported,
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
         })
     }
 
     /// Every header that carries a credential for some provider (stripped before relaying).
     pub fn credential_headers(&self) -> impl Iterator<Item = &HeaderName> {
-        self.api_keys.iter().map(|p| &p.header)
+        self.api_keys
+            .iter()
+            .map(|p| &p.header)
+            .chain(self.jwt.iter().filter_map(|p| p.agent_header.as_ref()))
     }
 
-    /// Verify the request's credentials.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthnError> {
+    /// Issuers of the `oidc` providers (advertised as authorization servers).
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.jwt
+            .iter()
+            .filter(|p| p.agent_header.is_none())
+            .map(|p| p.issuer.as_str())
+    }
+
+    /// Verify a JWT with the provider of its issuer; `agent_header` picks ServiceAccount
+    /// providers.
+    async fn verify_jwt(
+        &self,
+        token: &str,
+        route_url: Option<&str>,
+        agent_header: Option<&HeaderName>,
+    ) -> Result<(&JwtProvider, jwt::Verified), AuthnError> {
+        let iss = JwtVerifier::claims_issuer(token)
+            .ok_or_else(|| AuthnError::new("the bearer token is not a JWT with an issuer"))?;
+        let iss = iss.trim_end_matches('/');
+        let p = self
+            .jwt
+            .iter()
+            .find(|p| {
+                p.issuer.trim_end_matches('/') == iss
+                    && (agent_header.is_none() || p.agent_header.as_ref() == agent_header)
+            })
+            .ok_or_else(|| {
+                AuthnError::new(format!(
+                    "tokens from issuer {iss} are not trusted by this gateway"
+                ))
+            })?;
+        let now = jsonwebtoken::get_current_timestamp();
+        let verified = p.verifier.verify(token, now).await.map_err(|e| match e {
+            TokenError::InsufficientScope(ref scopes) => AuthnError::InsufficientScope {
+                reason: format!("TrustProvider {}: {e}", p.name),
+                scopes: scopes.clone(),
+            },
+            other => AuthnError::new(format!("TrustProvider {}: {other}", p.name)),
+        })?;
+        // A token for another MCP server behind the same gateway is not good here.
+        if p.agent_header.is_none() {
+            let ok = verified.audiences.iter().any(|a| {
+                let a = a.trim_end_matches('/');
+                self.public_url.as_deref() == Some(a)
+                    || route_url.is_some_and(|r| r.trim_end_matches('/') == a)
+                    || p.audiences.iter().any(|c| c.trim_end_matches('/') == a)
+            });
+            if !ok {
+                return Err(AuthnError::new(format!(
+                    "TrustProvider {}: token rejected: wrong audience: the token was not issued for this gateway or this server",
+                    p.name
+                )));
+            }
+        }
+        Ok((p, verified))
+    }
+
+    /// Verify the request's credentials. `route_url` is the public URL of the MCP server
+    /// addressed (a token's audience may name it).
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        route_url: Option<&str>,
+    ) -> Result<Identity, AuthnError> {
         let mut id = Identity::default();
+        // A JWT in Authorization belongs to a JWT provider (an API key never looks like one).
+        let auth_jwt = bearer(headers, &http::header::AUTHORIZATION)
+            .filter(|t| looks_like_jwt(t) && !self.jwt.is_empty());
+        if let Some(token) = &auth_jwt {
+            let (_, v) = self.verify_jwt(token, route_url, None).await?;
+            let token = BearerToken(Arc::new(Zeroizing::new(token.clone())));
+            if v.user.is_some() {
+                id.user_token = Some(token.clone());
+            } else {
+                id.agent_token = Some(token.clone());
+            }
+            id.user = v.user;
+            id.agent = v.agent;
+        }
+        // A separate agent credential (ServiceAccount token) names the agent, overriding the
+        // user token's client claim: it is the stronger proof.
+        for p in self.jwt.iter().filter(|p| p.agent_header.is_some()) {
+            let header = p.agent_header.as_ref().expect("filtered");
+            let Some(token) = bearer(headers, header) else {
+                continue;
+            };
+            let (_, v) = self.verify_jwt(&token, route_url, Some(header)).await?;
+            id.agent = v.agent;
+            id.agent_token = Some(BearerToken(Arc::new(Zeroizing::new(token))));
+        }
         for p in &self.api_keys {
+            if p.header == http::header::AUTHORIZATION && auth_jwt.is_some() {
+                continue;
+            }
             let Some(raw) = headers.get(&p.header) else {
                 continue;
             };
@@ -113,7 +365,7 @@ impl Authenticator {
                 match raw.split_once(' ') {
                     Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
                     _ => {
-                        return Err(AuthnError(format!(
+                        return Err(AuthnError::new(format!(
                             "the {} header must be `Bearer <API key>`",
                             p.header
                         )));
@@ -124,7 +376,7 @@ impl Authenticator {
             };
             let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
             let Some(principal) = p.keys.get(&digest) else {
-                return Err(AuthnError(format!(
+                return Err(AuthnError::new(format!(
                     "the API key in the {} header is not valid for TrustProvider {}",
                     p.header, p.name
                 )));
@@ -156,12 +408,19 @@ impl Authenticator {
                     headers.join(" or ")
                 ));
             }
+            if self.issuers().next().is_some() {
+                reason.push_str(&format!(
+                    "{} a bearer token from {}",
+                    if headers.is_empty() { ": send" } else { ", or" },
+                    self.issuers().collect::<Vec<_>>().join(" or ")
+                ));
+            }
             for (name, kind) in &self.unsupported {
                 reason.push_str(&format!(
                     "; TrustProvider {name} (type {kind}) is not supported by this gateway yet"
                 ));
             }
-            return Err(AuthnError(reason));
+            return Err(AuthnError::new(reason));
         }
         Ok(id)
     }

@@ -2,30 +2,145 @@
 //! the gateway injects. The agent's own credentials never travel upstream (see
 //! [`crate::relay`]'s header allow-list).
 //!
-//! Implemented here: `secret` (one shared credential from a Secret, injected with the provider's
-//! `{token}` format). Other kinds are other issues; a request that needs one fails closed with a
-//! clear error and is not relayed.
+//! - `secret`: one shared credential from a Secret.
+//! - `perUserSecret`: the user's own credential, from one Secret keyed by user id or from one
+//!   Secret per user named by a template.
+//! - `oauth2ClientCredentials`: the gateway's own token from a token endpoint ([`oauth2`]),
+//!   cached until shortly before expiry, single flight.
+//! - `oauth2TokenExchange`: the user's verified token (and optionally the agent's, as actor)
+//!   exchanged for one for the upstream, cached per (user, agent).
+//!
+//! `oauth2AuthorizationCode` and `signedJwt` are not implemented yet: a request that needs one
+//! fails closed with a clear error and is not relayed.
 
+pub mod oauth2;
+
+use crate::authn::Identity;
+use crate::provider_http::ProviderHttp;
 use crate::state::SecretValues;
 use gatehouse_api::config::{CredentialProviderConfig, CredentialSource};
-use gatehouse_api::refs::ObjectKey;
+use gatehouse_api::refs::{ObjectKey, SecretRef};
 use http::{HeaderName, HeaderValue};
+use oauth2::{AuthMethod, ClientAuth, TokenCache};
 use std::collections::HashMap;
+use zeroize::Zeroizing;
 
 /// How one provider's credential is produced.
 enum Credential {
     /// A ready header.
-    Inject {
-        header: HeaderName,
-        value: HeaderValue,
+    Static(HeaderValue),
+    /// A per-user static credential.
+    PerUser {
+        /// Secret lookup description, for errors.
+        source: PerUserSource,
+        /// Values found at load, by lookup key.
+        values: HashMap<String, Zeroizing<String>>,
+    },
+    /// OAuth 2.0 client credentials.
+    ClientCredentials {
+        client: ClientAuth,
+        form: Vec<(String, String)>,
+        cache: TokenCache,
+    },
+    /// OAuth 2.0 token exchange.
+    TokenExchange {
+        client: ClientAuth,
+        scopes: Vec<String>,
+        audience: Option<String>,
+        resource: Option<String>,
+        actor: bool,
+        cache: TokenCache,
     },
     /// A provider type this gateway does not implement yet.
     Unsupported(&'static str),
 }
 
+/// Where per-user credentials live.
+enum PerUserSource {
+    /// One Secret, keyed by sanitized user id.
+    Keyed(SecretRef),
+    /// One Secret per user: namespace, name template, key.
+    PerSecret {
+        namespace: String,
+        template: String,
+        key: String,
+    },
+}
+
+struct Provider {
+    header: HeaderName,
+    format: String,
+    credential: Credential,
+}
+
 /// The compiled CredentialProviders of one snapshot.
 pub struct Credentials {
-    by_key: HashMap<ObjectKey, Credential>,
+    by_key: HashMap<ObjectKey, Provider>,
+    http: ProviderHttp,
+}
+
+/// `{user}` in Secret names: lowercase, anything but `[a-z0-9]` becomes `-`, trimmed.
+pub fn user_secret_name(template: &str, user: &str) -> String {
+    let mut safe: String = user
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    safe = safe.trim_matches('-').to_string();
+    template.replace("{user}", &safe)
+}
+
+/// Keys of a Secret keyed by user: anything but `[A-Za-z0-9._-]` becomes `_`.
+pub fn user_secret_key(user: &str) -> String {
+    user.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn text(p: &ObjectKey, what: &str, raw: &[u8]) -> Result<Zeroizing<String>, String> {
+    let s = std::str::from_utf8(raw)
+        .map_err(|_| format!("CredentialProvider {p}: {what} is not UTF-8 text"))?;
+    // Secrets written from files often end in a newline that is not part of them.
+    Ok(Zeroizing::new(s.trim_end_matches(['\r', '\n']).to_string()))
+}
+
+fn client_auth(
+    p: &ObjectKey,
+    token_url: &str,
+    client_id: &str,
+    secret: &Option<SecretRef>,
+    method: &str,
+    secrets: &SecretValues,
+) -> Result<ClientAuth, String> {
+    let method = AuthMethod::parse(method)
+        .ok_or_else(|| format!("CredentialProvider {p}: unknown authMethod {method:?}"))?;
+    let secret = match secret {
+        Some(r) => {
+            let raw = secrets
+                .key(r)
+                .ok_or_else(|| format!("CredentialProvider {p}: {r} is not available"))?;
+            Some(text(p, &r.to_string(), raw)?)
+        }
+        None => None,
+    };
+    Ok(ClientAuth {
+        token_url: token_url.to_string(),
+        client_id: client_id.to_string(),
+        secret,
+        method,
+    })
 }
 
 impl Credentials {
@@ -33,65 +148,252 @@ impl Credentials {
     pub fn new(
         providers: &[CredentialProviderConfig],
         secrets: &SecretValues,
+        http: ProviderHttp,
     ) -> Result<Self, String> {
         let mut by_key = HashMap::new();
         for p in providers {
-            let cred = match &p.source {
+            let header = HeaderName::from_bytes(p.header.trim().as_bytes()).map_err(|_| {
+                format!(
+                    "CredentialProvider {}: {:?} is not a header name",
+                    p.key, p.header
+                )
+            })?;
+            let credential = match &p.source {
                 CredentialSource::Secret { secret } => {
-                    let header =
-                        HeaderName::from_bytes(p.header.trim().as_bytes()).map_err(|_| {
-                            format!(
-                                "CredentialProvider {}: {:?} is not a header name",
-                                p.key, p.header
-                            )
-                        })?;
                     let raw = secrets.key(secret).ok_or_else(|| {
                         format!("CredentialProvider {}: {secret} is not available", p.key)
                     })?;
-                    // Secrets written from files often end in a newline that is not part of it.
-                    let token = std::str::from_utf8(raw)
-                        .map_err(|_| {
-                            format!("CredentialProvider {}: {secret} is not UTF-8 text", p.key)
-                        })?
-                        .trim_end_matches(['\r', '\n']);
-                    let mut value = HeaderValue::from_str(&p.format.replace("{token}", token))
-                        .map_err(|_| {
-                            format!(
-                                "CredentialProvider {}: the value from {secret} cannot be sent in an HTTP header",
+                    let token = text(&p.key, &secret.to_string(), raw)?;
+                    Credential::Static(header_value(&p.key, &p.format, &token)?)
+                }
+                CredentialSource::PerUserSecret {
+                    namespace,
+                    secret_name,
+                    name_template,
+                    key,
+                } => {
+                    let mut values = HashMap::new();
+                    let source = match (secret_name, name_template) {
+                        (Some(name), _) => {
+                            let r = SecretRef::whole(namespace, name);
+                            for (user_key, raw) in secrets.whole(&r).into_iter().flatten() {
+                                values.insert(user_key.clone(), text(&p.key, &r.to_string(), raw)?);
+                            }
+                            PerUserSource::Keyed(r)
+                        }
+                        (None, Some(template)) => {
+                            for (name, data) in secrets.in_namespace(namespace) {
+                                if let Some(raw) = data.get(key.as_str()) {
+                                    values.insert(name.clone(), text(&p.key, name, raw)?);
+                                }
+                            }
+                            PerUserSource::PerSecret {
+                                namespace: namespace.clone(),
+                                template: template.clone(),
+                                key: key.clone(),
+                            }
+                        }
+                        (None, None) => {
+                            return Err(format!(
+                                "CredentialProvider {}: perUserSecret needs secretName or nameTemplate",
                                 p.key
-                            )
-                        })?;
-                    value.set_sensitive(true);
-                    Credential::Inject { header, value }
+                            ));
+                        }
+                    };
+                    Credential::PerUser { source, values }
                 }
-                CredentialSource::PerUserSecret { .. } => Credential::Unsupported("perUserSecret"),
-                CredentialSource::OAuth2ClientCredentials { .. } => {
-                    Credential::Unsupported("oauth2ClientCredentials")
-                }
-                CredentialSource::OAuth2TokenExchange { .. } => {
-                    Credential::Unsupported("oauth2TokenExchange")
-                }
+                CredentialSource::OAuth2ClientCredentials {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    auth_method,
+                    scopes,
+                    audience,
+                    resource,
+                } => Credential::ClientCredentials {
+                    client: client_auth(
+                        &p.key,
+                        token_url,
+                        client_id,
+                        client_secret,
+                        auth_method,
+                        secrets,
+                    )?,
+                    form: oauth2::client_credentials_form(
+                        scopes,
+                        audience.as_deref(),
+                        resource.as_deref(),
+                    ),
+                    cache: TokenCache::default(),
+                },
+                CredentialSource::OAuth2TokenExchange {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    auth_method,
+                    audience,
+                    resource,
+                    scopes,
+                    actor_token,
+                } => Credential::TokenExchange {
+                    client: client_auth(
+                        &p.key,
+                        token_url,
+                        client_id,
+                        client_secret,
+                        auth_method,
+                        secrets,
+                    )?,
+                    scopes: scopes.clone(),
+                    audience: audience.clone(),
+                    resource: resource.clone(),
+                    actor: *actor_token,
+                    cache: TokenCache::default(),
+                },
                 CredentialSource::OAuth2AuthorizationCode { .. } => {
                     Credential::Unsupported("oauth2AuthorizationCode")
                 }
                 CredentialSource::SignedJwt { .. } => Credential::Unsupported("signedJwt"),
             };
-            by_key.insert(p.key.clone(), cred);
+            by_key.insert(
+                p.key.clone(),
+                Provider {
+                    header,
+                    format: p.format.clone(),
+                    credential,
+                },
+            );
         }
-        Ok(Self { by_key })
+        Ok(Self { by_key, http })
     }
 
-    /// The header to inject for `provider`, or why none can be produced (then nothing may be
-    /// relayed).
-    pub fn header_for(&self, provider: &ObjectKey) -> Result<(&HeaderName, &HeaderValue), String> {
-        match self.by_key.get(provider) {
-            Some(Credential::Inject { header, value }) => Ok((header, value)),
-            Some(Credential::Unsupported(kind)) => Err(format!(
-                "CredentialProvider {provider}: credential provider type {kind} is not supported by this gateway yet"
-            )),
-            None => Err(format!(
+    /// The header to inject for `provider` on behalf of `who`, or why none can be produced
+    /// (then nothing may be relayed). Errors never contain a secret.
+    pub async fn credential_for(
+        &self,
+        provider: &ObjectKey,
+        who: &Identity,
+    ) -> Result<(HeaderName, HeaderValue), String> {
+        let p = self.by_key.get(provider).ok_or_else(|| {
+            format!(
                 "CredentialProvider {provider} is not available on this gateway (see its status)"
-            )),
-        }
+            )
+        })?;
+        let value = match &p.credential {
+            Credential::Static(v) => v.clone(),
+            Credential::PerUser { source, values } => {
+                let user = who.user.as_ref().ok_or_else(|| {
+                    format!("CredentialProvider {provider} holds personal credentials, but this request has no user")
+                })?;
+                let (lookup, where_) = match source {
+                    PerUserSource::Keyed(r) => {
+                        let k = user_secret_key(&user.id);
+                        (k.clone(), format!("{r} key {k:?}"))
+                    }
+                    PerUserSource::PerSecret {
+                        namespace,
+                        template,
+                        key,
+                    } => {
+                        let name = user_secret_name(template, &user.id);
+                        (
+                            name.clone(),
+                            format!("Secret {namespace}/{name} key {key:?}"),
+                        )
+                    }
+                };
+                let token = values.get(&lookup).ok_or_else(|| {
+                    format!(
+                        "no personal credential for user {:?} ({where_} does not exist); ask your administrator to provision it for CredentialProvider {provider}",
+                        user.id
+                    )
+                })?;
+                header_value(provider, &p.format, token)?
+            }
+            Credential::ClientCredentials {
+                client,
+                form,
+                cache,
+            } => {
+                let token = cache
+                    .get("gateway", || client.request(&self.http, form.clone()))
+                    .await
+                    .map_err(|e| format!("CredentialProvider {provider}: {e}"))?;
+                header_value(provider, &p.format, &token.value)?
+            }
+            Credential::TokenExchange {
+                client,
+                scopes,
+                audience,
+                resource,
+                actor,
+                cache,
+            } => {
+                let subject = who.user_token.as_ref().ok_or_else(|| {
+                    format!(
+                        "CredentialProvider {provider} exchanges the user's token, but this request carries no user token from an OIDC TrustProvider"
+                    )
+                })?;
+                let actor_token = if *actor {
+                    who.agent_token.as_ref()
+                } else {
+                    None
+                };
+                let key = format!(
+                    "{}\u{0}{}",
+                    who.user.as_ref().map(|u| u.id.as_str()).unwrap_or_default(),
+                    who.agent
+                        .as_ref()
+                        .map(|a| a.id.as_str())
+                        .unwrap_or_default()
+                );
+                let token = cache
+                    .get(&key, || {
+                        client.request(
+                            &self.http,
+                            oauth2::token_exchange_form(
+                                subject.expose(),
+                                actor_token.map(|t| t.expose()),
+                                scopes,
+                                audience.as_deref(),
+                                resource.as_deref(),
+                            ),
+                        )
+                    })
+                    .await
+                    .map_err(|e| format!("CredentialProvider {provider}: {e}"))?;
+                header_value(provider, &p.format, &token.value)?
+            }
+            Credential::Unsupported(kind) => {
+                return Err(format!(
+                    "CredentialProvider {provider}: credential provider type {kind} is not supported by this gateway yet"
+                ));
+            }
+        };
+        Ok((p.header.clone(), value))
+    }
+}
+
+fn header_value(p: &ObjectKey, format: &str, token: &str) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::from_str(&format.replace("{token}", token)).map_err(|_| {
+        format!("CredentialProvider {p}: the credential cannot be sent in an HTTP header")
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_user_names_and_keys_are_made_safe() {
+        assert_eq!(
+            user_secret_name("gh-{user}", "Ana.Lopez@Example.com"),
+            "gh-ana-lopez-example-com"
+        );
+        assert_eq!(user_secret_name("{user}-pat", "__bob__"), "bob-pat");
+        assert_eq!(user_secret_key("ana@example.com"), "ana_example.com");
+        assert_eq!(user_secret_key("u-1_2.3"), "u-1_2.3");
     }
 }

@@ -146,7 +146,8 @@ pub async fn relay(
         Some(cp) => Some(
             call.snapshot
                 .credentials
-                .header_for(cp)
+                .credential_for(cp, &call.who)
+                .await
                 .map_err(|message| GatewayError::CredentialUnavailable {
                     id: if is_request { id.clone() } else { None },
                     message,
@@ -183,7 +184,7 @@ pub async fn relay(
         h.insert(MCP_SESSION_ID, v);
     }
     if let Some((name, value)) = credential {
-        h.insert(name.clone(), value.clone());
+        h.insert(name, value);
     }
 
     let upstream = &route.upstream;

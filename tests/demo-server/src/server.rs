@@ -28,7 +28,7 @@ pub fn visible_headers(h: &http::HeaderMap) -> Vec<(String, String)> {
         .map(|(k, v)| {
             let v = v.to_str().unwrap_or("<binary>");
             let shown = match k.as_str() {
-                "authorization" | "cookie" | "x-api-key" => {
+                "authorization" | "cookie" | "x-api-key" | "x-agent-authorization" => {
                     format!("{} <{} bytes>", v.split(' ').next().unwrap_or(""), v.len())
                 }
                 _ => v.to_string(),
@@ -114,8 +114,10 @@ impl ServerHandler for Demo {
                 let auth = header(&context, "authorization").unwrap_or_else(|| "<none>".into());
                 let api_key = header(&context, "x-api-key").unwrap_or_else(|| "<none>".into());
                 let cookie = header(&context, "cookie").unwrap_or_else(|| "<none>".into());
+                let agent =
+                    header(&context, "x-agent-authorization").unwrap_or_else(|| "<none>".into());
                 text(
-                    json!({"authorization": auth, "x-api-key": api_key, "cookie": cookie})
+                    json!({"authorization": auth, "x-api-key": api_key, "cookie": cookie, "x-agent-authorization": agent})
                         .to_string(),
                 )
             }

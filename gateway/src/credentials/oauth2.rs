@@ -1,0 +1,498 @@
+//! OAuth 2.0 token endpoints as credential sources: the client-credentials grant (the gateway's
+//! own token for an upstream) and token exchange (RFC 8693: the user's token, optionally with
+//! the agent's as actor, exchanged for one for the upstream).
+//!
+//! Tokens are cached per key until shortly before expiry ([`REFRESH_MARGIN`]); concurrent misses
+//! for one key make a single upstream call (single flight); while the provider is down, cached
+//! tokens are served until they expire, then requests fail closed with a clear error.
+
+use futures_util::future::BoxFuture;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// Refresh a token this long before it expires.
+pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
+/// Lifetime assumed when the provider does not say (`expires_in` absent).
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Posts a form to a token endpoint.
+pub trait TokenEndpoint: Send + Sync + 'static {
+    /// POST `form` (urlencoded) to `url` with extra `headers`; returns the status and JSON body.
+    fn post_form(
+        &self,
+        url: &str,
+        headers: Vec<(String, String)>,
+        form: Vec<(String, String)>,
+    ) -> BoxFuture<'static, Result<(u16, Value), String>>;
+}
+
+/// How the gateway authenticates to the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP basic.
+    ClientSecretBasic,
+    /// In the form body.
+    ClientSecretPost,
+    /// RFC 7523 client assertion signed with a private key (PEM, RSA or EC).
+    PrivateKeyJwt,
+    /// Public client.
+    None,
+}
+
+impl AuthMethod {
+    /// Parse the snapshot's name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "client_secret_basic" => Self::ClientSecretBasic,
+            "client_secret_post" => Self::ClientSecretPost,
+            "private_key_jwt" => Self::PrivateKeyJwt,
+            "none" => Self::None,
+            _ => return None,
+        })
+    }
+}
+
+/// The gateway's client registration at a token endpoint.
+pub struct ClientAuth {
+    /// Token endpoint URL.
+    pub token_url: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret, or PEM private key for `private_key_jwt`.
+    pub secret: Option<Zeroizing<String>>,
+    /// Method.
+    pub method: AuthMethod,
+}
+
+/// Why no token could be obtained. Never contains a secret or a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenFetchError {
+    /// The provider answered with an OAuth error.
+    #[error("token endpoint {url} refused: {error}{}", .description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Refused {
+        /// Endpoint.
+        url: String,
+        /// `error`.
+        error: String,
+        /// `error_description`.
+        description: Option<String>,
+    },
+    /// The provider could not be reached or answered nonsense.
+    #[error("token endpoint {url} unavailable: {reason}")]
+    Unavailable {
+        /// Endpoint.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
+    /// Misconfiguration (e.g. an unusable private key).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A token with its expiry.
+#[derive(Clone)]
+pub struct Token {
+    /// The access token.
+    pub value: Arc<Zeroizing<String>>,
+    /// When it stops being usable.
+    pub expires_at: Instant,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientAuth {
+    fn apply(
+        &self,
+        headers: &mut Vec<(String, String)>,
+        form: &mut Vec<(String, String)>,
+    ) -> Result<(), TokenFetchError> {
+        use base64::Engine;
+        let secret = || {
+            self.secret.as_ref().ok_or_else(|| {
+                TokenFetchError::Config(format!(
+                    "client {}: no client secret configured",
+                    self.client_id
+                ))
+            })
+        };
+        match self.method {
+            AuthMethod::ClientSecretBasic => {
+                // RFC 6749 §2.3.1: form-urlencode id and secret before base64.
+                let enc =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let pair = format!("{}:{}", enc(&self.client_id), enc(secret()?));
+                let b64 = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()),
+                );
+                headers.push(("authorization".into(), format!("Basic {}", b64.as_str())));
+            }
+            AuthMethod::ClientSecretPost => {
+                form.push(("client_id".into(), self.client_id.clone()));
+                form.push(("client_secret".into(), secret()?.to_string()));
+            }
+            AuthMethod::PrivateKeyJwt => {
+                let pem = secret()?;
+                let (key, alg) = EncodingKey::from_rsa_pem(pem.as_bytes())
+                    .map(|k| (k, Algorithm::RS256))
+                    .or_else(|_| {
+                        EncodingKey::from_ec_pem(pem.as_bytes()).map(|k| (k, Algorithm::ES256))
+                    })
+                    .map_err(|_| {
+                        TokenFetchError::Config(format!(
+                            "client {}: the private_key_jwt key is not an RSA or EC P-256 PEM key",
+                            self.client_id
+                        ))
+                    })?;
+                let now = jsonwebtoken::get_current_timestamp();
+                let claims = serde_json::json!({
+                    "iss": self.client_id, "sub": self.client_id, "aud": self.token_url,
+                    "iat": now, "exp": now + 60, "jti": random_id(),
+                });
+                let assertion =
+                    jsonwebtoken::encode(&Header::new(alg), &claims, &key).map_err(|e| {
+                        TokenFetchError::Config(format!("signing client assertion: {e}"))
+                    })?;
+                form.push(("client_id".into(), self.client_id.clone()));
+                form.push((
+                    "client_assertion_type".into(),
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                ));
+                form.push(("client_assertion".into(), assertion));
+            }
+            AuthMethod::None => form.push(("client_id".into(), self.client_id.clone())),
+        }
+        Ok(())
+    }
+
+    /// Request a token with `grant` parameters.
+    pub async fn request(
+        &self,
+        endpoint: &dyn TokenEndpoint,
+        mut form: Vec<(String, String)>,
+    ) -> Result<Token, TokenFetchError> {
+        let mut headers = vec![("accept".to_string(), "application/json".to_string())];
+        self.apply(&mut headers, &mut form)?;
+        let started = Instant::now();
+        let (status, body) = endpoint
+            .post_form(&self.token_url, headers, form)
+            .await
+            .map_err(|reason| TokenFetchError::Unavailable {
+                url: self.token_url.clone(),
+                reason,
+            })?;
+        if !(200..300).contains(&status) {
+            let error = body
+                .get("error")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            return Err(match error {
+                Some(error) => TokenFetchError::Refused {
+                    url: self.token_url.clone(),
+                    error,
+                    description: body
+                        .get("error_description")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                },
+                None => TokenFetchError::Unavailable {
+                    url: self.token_url.clone(),
+                    reason: format!("HTTP {status}"),
+                },
+            });
+        }
+        let value = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| TokenFetchError::Unavailable {
+                url: self.token_url.clone(),
+                reason: "no access_token in the response".into(),
+            })?;
+        let lifetime = body
+            .get("expires_in")
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_LIFETIME);
+        Ok(Token {
+            value: Arc::new(Zeroizing::new(value.to_string())),
+            expires_at: started + lifetime,
+        })
+    }
+}
+
+fn random_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A per-key token cache with single flight and serve-stale-while-valid.
+#[derive(Default)]
+pub struct TokenCache {
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>>,
+}
+
+impl TokenCache {
+    /// The cached token for `key`, or one fetched with `fetch` (once, however many callers wait).
+    pub async fn get<F, Fut>(&self, key: &str, fetch: F) -> Result<Token, TokenFetchError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Token, TokenFetchError>>,
+    {
+        let slot = self
+            .slots
+            .lock()
+            .expect("lock")
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        let mut guard = slot.lock().await;
+        let now = Instant::now();
+        if let Some(t) = guard.as_ref()
+            && t.expires_at > now + REFRESH_MARGIN
+        {
+            return Ok(t.clone());
+        }
+        match fetch().await {
+            Ok(t) => {
+                *guard = Some(t.clone());
+                Ok(t)
+            }
+            // The provider is failing: keep using a token that has not expired yet.
+            Err(e) => match guard.as_ref() {
+                Some(t) if t.expires_at > Instant::now() => Ok(t.clone()),
+                _ => {
+                    *guard = None;
+                    Err(e)
+                }
+            },
+        }
+    }
+}
+
+/// Form parameters of the client-credentials grant.
+pub fn client_credentials_form(
+    scopes: &[String],
+    audience: Option<&str>,
+    resource: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut form = vec![("grant_type".to_string(), "client_credentials".to_string())];
+    if !scopes.is_empty() {
+        form.push(("scope".into(), scopes.join(" ")));
+    }
+    if let Some(a) = audience {
+        form.push(("audience".into(), a.to_string()));
+    }
+    if let Some(r) = resource {
+        form.push(("resource".into(), r.to_string()));
+    }
+    form
+}
+
+/// Form parameters of an RFC 8693 token exchange.
+pub fn token_exchange_form(
+    subject_token: &str,
+    actor_token: Option<&str>,
+    scopes: &[String],
+    audience: Option<&str>,
+    resource: Option<&str>,
+) -> Vec<(String, String)> {
+    const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+    let mut form = vec![
+        (
+            "grant_type".to_string(),
+            "urn:ietf:params:oauth:grant-type:token-exchange".to_string(),
+        ),
+        ("subject_token".into(), subject_token.to_string()),
+        ("subject_token_type".into(), ACCESS.into()),
+        ("requested_token_type".into(), ACCESS.into()),
+    ];
+    if let Some(a) = actor_token {
+        form.push(("actor_token".into(), a.to_string()));
+        form.push(("actor_token_type".into(), ACCESS.into()));
+    }
+    if !scopes.is_empty() {
+        form.push(("scope".into(), scopes.join(" ")));
+    }
+    if let Some(a) = audience {
+        form.push(("audience".into(), a.to_string()));
+    }
+    if let Some(r) = resource {
+        form.push(("resource".into(), r.to_string()));
+    }
+    form
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Headers and form of one request.
+    type Seen = (Vec<(String, String)>, Vec<(String, String)>);
+
+    /// In-memory token endpoint (a test double; end-to-end tests use oauth2-mock-server).
+    struct FakeEndpoint {
+        calls: AtomicUsize,
+        fail: std::sync::atomic::AtomicBool,
+        expires_in: u64,
+        seen: Mutex<Vec<Seen>>,
+    }
+
+    impl TokenEndpoint for Arc<FakeEndpoint> {
+        fn post_form(
+            &self,
+            _url: &str,
+            headers: Vec<(String, String)>,
+            form: Vec<(String, String)>,
+        ) -> BoxFuture<'static, Result<(u16, Value), String>> {
+            let this = self.clone();
+            Box::pin(async move {
+                let n = this.calls.fetch_add(1, Ordering::SeqCst);
+                this.seen.lock().unwrap().push((headers, form));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if this.fail.load(Ordering::SeqCst) {
+                    return Err("connection refused".into());
+                }
+                Ok((
+                    200,
+                    serde_json::json!({"access_token": format!("tok-{n}"), "token_type": "Bearer", "expires_in": this.expires_in}),
+                ))
+            })
+        }
+    }
+
+    fn endpoint(expires_in: u64) -> Arc<FakeEndpoint> {
+        Arc::new(FakeEndpoint {
+            calls: AtomicUsize::new(0),
+            fail: Default::default(),
+            expires_in,
+            seen: Mutex::new(vec![]),
+        })
+    }
+
+    fn client(method: AuthMethod) -> ClientAuth {
+        ClientAuth {
+            token_url: "https://auth.test/token".into(),
+            client_id: "gate house".into(),
+            secret: Some(Zeroizing::new("s3cr&t".into())),
+            method,
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_make_one_call() {
+        let ep = endpoint(3600);
+        let cache = Arc::new(TokenCache::default());
+        let c = Arc::new(client(AuthMethod::ClientSecretBasic));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (ep, cache, c) = (ep.clone(), cache.clone(), c.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get("k", || async {
+                        c.request(&ep, client_credentials_form(&[], None, None))
+                            .await
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().value.as_str(), "tok-0");
+        }
+        assert_eq!(ep.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn short_lived_tokens_refresh_and_outages_serve_valid_cache_then_fail_closed() {
+        // expires_in below the refresh margin: every get refreshes.
+        let ep = endpoint(30);
+        let cache = TokenCache::default();
+        let c = client(AuthMethod::ClientSecretPost);
+        let get = || {
+            cache.get("k", || async {
+                c.request(&ep, client_credentials_form(&[], None, None))
+                    .await
+            })
+        };
+        assert_eq!(get().await.unwrap().value.as_str(), "tok-0");
+        assert_eq!(get().await.unwrap().value.as_str(), "tok-1");
+        ep.fail.store(true, Ordering::SeqCst);
+        // Still valid for ~30s: served from cache despite the outage.
+        assert_eq!(get().await.unwrap().value.as_str(), "tok-1");
+        // Once expired, fail closed.
+        let cache2 = TokenCache::default();
+        let err = cache2
+            .get("k", || async {
+                c.request(&ep, client_credentials_form(&[], None, None))
+                    .await
+            })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("unavailable"), "{err}");
+        assert!(!err.to_string().contains("s3cr"), "no secret in errors");
+    }
+
+    #[tokio::test]
+    async fn client_authentication_methods() {
+        let ep = endpoint(3600);
+        client(AuthMethod::ClientSecretBasic)
+            .request(
+                &ep,
+                client_credentials_form(&["a".into(), "b".into()], Some("aud"), Some("https://r")),
+            )
+            .await
+            .unwrap();
+        client(AuthMethod::ClientSecretPost)
+            .request(&ep, client_credentials_form(&[], None, None))
+            .await
+            .unwrap();
+        let seen = ep.seen.lock().unwrap();
+        let (h, f) = &seen[0];
+        let basic = &h.iter().find(|(k, _)| k == "authorization").unwrap().1;
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.strip_prefix("Basic ").unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8(decoded).unwrap(), "gate+house:s3cr%26t");
+        assert!(f.contains(&("scope".into(), "a b".into())));
+        assert!(f.contains(&("audience".into(), "aud".into())));
+        assert!(f.contains(&("resource".into(), "https://r".into())));
+        let (h, f) = &seen[1];
+        assert!(!h.iter().any(|(k, _)| k == "authorization"));
+        assert!(f.contains(&("client_secret".into(), "s3cr&t".into())));
+    }
+
+    #[test]
+    fn token_exchange_form_carries_subject_and_actor() {
+        let f = token_exchange_form(
+            "user-token",
+            Some("agent-token"),
+            &["repo".into()],
+            Some("github"),
+            None,
+        );
+        assert!(f.contains(&(
+            "grant_type".into(),
+            "urn:ietf:params:oauth:grant-type:token-exchange".into()
+        )));
+        assert!(f.contains(&("subject_token".into(), "user-token".into())));
+        assert!(f.contains(&("actor_token".into(), "agent-token".into())));
+        assert!(f.contains(&("audience".into(), "github".into())));
+    }
+}

@@ -1,0 +1,38 @@
+// A real OAuth 2.0 / OIDC authorization server for end-to-end tests: oauth2-mock-server with an
+// RS256 key generated at start, on 127.0.0.1 and an OS-chosen port.
+//
+//   node oauth-server.mjs
+//
+// Prints one line `{"issuer": "http://127.0.0.1:PORT"}` once serving, then runs until killed.
+// Tokens are issued by the server's own /token endpoint. To shape user tokens, tests use the
+// password grant and pass extra claims as a JSON object in the form field `test_claims`
+// (merged into the token before signing); `aud` is taken from the form as the server does for
+// client_credentials. Every token gets `azp` = the authenticated client id.
+import { OAuth2Server } from "oauth2-mock-server";
+
+const server = new OAuth2Server();
+await server.issuer.keys.generate("RS256");
+server.service.on("beforeTokenSigning", (token, req) => {
+  const body = req.body ?? {};
+  const basic = (req.headers.authorization ?? "").replace(/^Basic /, "");
+  const clientId = basic
+    ? decodeURIComponent(Buffer.from(basic, "base64").toString().split(":")[0])
+    : body.client_id;
+  if (clientId) token.payload.azp = clientId;
+  // `aud` as the mock server takes it, or `audience` as many providers (and Gatehouse) send it.
+  if (body.aud) token.payload.aud = body.aud;
+  if (body.audience) token.payload.aud = body.audience;
+  if (body.test_claims) Object.assign(token.payload, JSON.parse(body.test_claims));
+  if (body.grant_type === "client_credentials" && clientId) {
+    token.payload.client_id = clientId;
+    token.payload.sub = clientId;
+  }
+});
+await server.start(0, "127.0.0.1");
+console.log(JSON.stringify({ issuer: server.issuer.url }));
+const stop = async () => {
+  await server.stop();
+  process.exit(0);
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
