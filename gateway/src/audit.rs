@@ -22,9 +22,27 @@ pub struct AuditRecord {
     /// Authenticated user id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The user's email, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// TrustProvider that verified the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_provider: Option<String>,
     /// Authenticated agent id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// How the agent was identified (`clientId`, `serviceAccount`, `spiffe`, `other`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_kind: Option<String>,
+    /// TrustProvider that verified the agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent_provider: Option<String>,
+    /// The gateway (or sidecar) that served the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// W3C trace id from the client's `traceparent`, when sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// McpServer `namespace/name`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
@@ -53,6 +71,9 @@ pub struct AuditRecord {
     /// The deciding AccessPolicy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// The CredentialProvider whose credential was injected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_provider: Option<String>,
     /// The decision's or the error's reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -66,6 +87,19 @@ pub struct AuditRecord {
     pub upstream_status: Option<u16>,
     /// Milliseconds until the response headers were sent.
     pub latency_ms: f64,
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`), if well formed.
+pub fn trace_id(traceparent: Option<&http::HeaderValue>) -> Option<String> {
+    let v = traceparent?.to_str().ok()?;
+    let mut parts = v.split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    let well_formed = trace.len() == 32
+        && trace
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && trace.bytes().any(|b| b != b'0');
+    well_formed.then(|| trace.to_string())
 }
 
 impl AuditRecord {

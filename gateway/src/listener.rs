@@ -142,7 +142,9 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = format!("{:016x}", rand::random::<u64>());
     let mut audit = AuditRecord::start(request_id, req.method().as_str(), &path);
+    audit.trace_id = crate::audit::trace_id(req.headers().get("traceparent"));
     let snapshot = gw.snapshot();
+    audit.gateway = snapshot.as_ref().map(|s| s.config.gateway.to_string());
     let response = match front(&gw, snapshot.as_ref(), req, tls, &mut audit).await {
         Ok(Outcome::Mcp(r)) => r,
         Ok(Outcome::Metadata(r)) => return r,
@@ -205,6 +207,17 @@ async fn front(
     audit.server = Some(snapshot.servers[server].label.clone());
     let base = route::public_base(snapshot, req.headers(), tls);
     let route_url = format!("{base}{path}");
+    // Tokens in URLs leak into logs and histories; the MCP authorization spec forbids them.
+    if req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token=")))
+    {
+        return Err(GatewayError::Unauthenticated {
+            reason: "access tokens in the query string are not accepted; send Authorization: Bearer <token>".into(),
+            resource_metadata: route::metadata_url(&base, &path),
+        });
+    }
     let who = snapshot
         .authn
         .authenticate(req.headers(), Some(&route_url))
@@ -225,8 +238,16 @@ async fn front(
                 }
             }
         })?;
-    audit.user = who.user.as_ref().map(|u| u.id.clone());
-    audit.agent = who.agent.as_ref().map(|a| a.id.clone());
+    if let Some(u) = &who.user {
+        audit.user = Some(u.id.clone());
+        audit.email = u.email.clone();
+        audit.user_provider = Some(u.provider.clone());
+    }
+    if let Some(a) = &who.agent {
+        audit.agent = Some(a.id.clone());
+        audit.agent_kind = Some(a.kind.as_str().to_string());
+        audit.agent_provider = Some(a.provider.clone());
+    }
     let session = relay::open_session(snapshot, server, &who, req.headers(), audit)?;
     let call = Call {
         gateway: gw,

@@ -144,6 +144,11 @@ impl Snapshot {
             &config.trust_providers,
             &values,
             config.public_url.as_deref(),
+            &config
+                .servers
+                .iter()
+                .map(|s| s.path.as_str())
+                .collect::<Vec<_>>(),
             Arc::new(process.provider_http.clone()),
         )
         .map_err(|e| errors.push(e))

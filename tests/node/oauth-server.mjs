@@ -22,11 +22,20 @@ server.service.on("beforeTokenSigning", (token, req) => {
   // `aud` as the mock server takes it, or `audience` as many providers (and Gatehouse) send it.
   if (body.aud) token.payload.aud = body.aud;
   if (body.audience) token.payload.aud = body.audience;
+  // RFC 8707 resource indicator (sent by MCP clients) becomes the audience.
+  if (body.resource) token.payload.aud = body.resource;
   if (body.test_claims) Object.assign(token.payload, JSON.parse(body.test_claims));
   if (body.grant_type === "client_credentials" && clientId) {
     token.payload.client_id = clientId;
     token.payload.sub = clientId;
   }
+});
+// Test control: add a fresh signing key, as an IdP does when it rotates: the old key stays
+// published and new tokens are signed with the keys in turn.
+server.service.addRoute("POST", "/test/rotate", async (_req, res) => {
+  const key = await server.issuer.keys.generate("RS256");
+  res.writeHead(200, { "content-type": "application/json" });
+  res.end(JSON.stringify({ kid: key.kid }));
 });
 await server.start(0, "127.0.0.1");
 console.log(JSON.stringify({ issuer: server.issuer.url }));

@@ -97,6 +97,30 @@ impl OAuthServer {
     }
 }
 
+impl OAuthServer {
+    /// Add a new signing key (key rotation); returns its `kid`.
+    pub async fn rotate_key(&self) -> anyhow::Result<String> {
+        let v: serde_json::Value = crate::mcp::http_client(None)
+            .post(format!("{}/test/rotate", self.issuer))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(v["kid"].as_str().context("kid")?.to_string())
+    }
+}
+
+/// The `kid` of a JWT's header.
+pub fn kid_of(jwt: &str) -> String {
+    use base64::Engine;
+    let header = jwt.split('.').next().unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    v["kid"].as_str().unwrap_or_default().to_string()
+}
+
 /// The claims of a JWT, unverified (tests inspect what upstreams received).
 pub fn claims_of(jwt: &str) -> serde_json::Value {
     use base64::Engine;

@@ -173,6 +173,12 @@ impl JwtVerifier {
         {
             return Ok(v.clone());
         }
+        // Name the algorithm before parsing: `none` and other unknown ones are refused by name.
+        if let Some(alg) = header_alg(token)
+            && !ALLOWED_ALGORITHMS.iter().any(|a| format!("{a:?}") == alg)
+        {
+            return Err(TokenError::Algorithm(alg));
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if !ALLOWED_ALGORITHMS.contains(&header.alg) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
@@ -481,6 +487,12 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
         K::InvalidAlgorithm => "algorithm does not match the key".into(),
         _ => "invalid token".into(),
     }
+}
+
+fn header_alg(token: &str) -> Option<String> {
+    let header = base64_url_decode(token.split('.').next()?)?;
+    let v: Value = serde_json::from_slice(&header).ok()?;
+    v.get("alg")?.as_str().map(str::to_string)
 }
 
 fn base64_url_decode(s: &str) -> Option<Vec<u8>> {

@@ -118,6 +118,9 @@ fn bearer(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
         .then(|| rest.trim().to_string())
 }
 
+/// Bearer tokens larger than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
 fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3 && token.starts_with("ey")
 }
@@ -128,13 +131,24 @@ impl Authenticator {
         providers: &[TrustProviderConfig],
         secrets: &SecretValues,
         public_url: Option<&str>,
+        route_paths: &[&str],
         fetcher: Arc<dyn JsonFetcher>,
     ) -> Result<Self, String> {
         let mut api_keys = Vec::new();
         let mut jwt = Vec::new();
         let mut unsupported = Vec::new();
-        // Every audience a token may carry; the route check in `authenticate` narrows it.
-        let base_audiences: Vec<String> = public_url.map(|u| u.to_string()).into_iter().collect();
+        // Every audience a token may carry here: the gateway's URL and each route's URL (RFC 8707
+        // resource indicators name the MCP server); the route check in `authenticate` narrows it
+        // to the route addressed.
+        let base_audiences: Vec<String> = match public_url {
+            Some(u) => {
+                let u = u.trim_end_matches('/');
+                std::iter::once(u.to_string())
+                    .chain(route_paths.iter().map(|p| format!("{u}{p}")))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         for tp in providers {
             match &tp.method {
                 TrustMethod::ApiKey { keys, header } => {
@@ -279,6 +293,11 @@ impl Authenticator {
         route_url: Option<&str>,
         agent_header: Option<&HeaderName>,
     ) -> Result<(&JwtProvider, jwt::Verified), AuthnError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthnError::new(format!(
+                "the bearer token is larger than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
         let iss = JwtVerifier::claims_issuer(token)
             .ok_or_else(|| AuthnError::new("the bearer token is not a JWT with an issuer"))?;
         let iss = iss.trim_end_matches('/');

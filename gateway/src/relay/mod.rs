@@ -131,6 +131,7 @@ pub async fn relay(
     call.audit.decision = Some(decision.effect.to_string());
     call.audit.policy = decision.policy.as_ref().map(|p| p.to_string());
     call.audit.reason = Some(decision.reason.clone());
+    call.audit.credential_provider = decision.credential_provider.as_ref().map(|c| c.to_string());
     let id = message.as_ref().and_then(|m| m.id.clone());
     let is_request = message.as_ref().is_some_and(|m| m.kind == Kind::Request);
     if !decision.is_allowed() {
