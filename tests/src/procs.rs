@@ -120,13 +120,24 @@ impl Gateway {
     /// Start a gateway on free ports serving `manifests`, plus `extra` arguments; returns once
     /// `/readyz` answers 200.
     pub fn start(manifests: &Path, log: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_at(manifests, log, "127.0.0.1:0", extra)
+    }
+
+    /// [`Gateway::start`] with the MCP listener on `listen` (when the test must know the URL
+    /// in advance, e.g. to configure it as the gateway's `publicUrl`).
+    pub fn start_at(
+        manifests: &Path,
+        log: &Path,
+        listen: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(binary("gatehouse-gateway"))
             .arg("run")
             .arg("--manifests")
             .arg(manifests)
             .args([
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--admin-listen",
                 "127.0.0.1:0",
                 "--poll-ms",
@@ -215,6 +226,14 @@ impl Gateway {
     pub fn pid(&self) -> u32 {
         self.child.0.id()
     }
+}
+
+/// A port free right now on 127.0.0.1 (for servers that must be configured before they start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// A blocking GET with a raw TCP request (no TLS), returning the status. Used for probes so
