@@ -4,6 +4,7 @@
 
 use crate::audit::AuditRecord;
 use crate::authn::AuthnError;
+use crate::authn::mtls::PeerCertificates;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::metrics::{RequestLabels, ServerLabels, method_label};
@@ -38,13 +39,15 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         .with_context(|| format!("parsing TLS certificate {}", cert.display()))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("reading TLS private key {}", key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .context("TLS certificate and key do not form a valid pair")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Client certificates are requested, never required: `mtls` TrustProviders validate them
+    // per request against the current snapshot's CA bundles.
+    let client_auth = Arc::new(crate::authn::mtls::OptionalClientCert::new(&provider));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(client_auth)
+        .with_single_cert(certs, key)
+        .context("TLS certificate and key do not form a valid pair")?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -67,19 +70,30 @@ pub async fn serve(
                 let handler = handler.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let h = handler.clone();
-                        async move { Ok::<_, Infallible>(h(req).await) }
-                    });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let service = |peer: Option<PeerCertificates>| {
+                        let handler = handler.clone();
+                        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                            if let Some(p) = &peer {
+                                req.extensions_mut().insert(p.clone());
+                            }
+                            let h = handler.clone();
+                            async move { Ok::<_, Infallible>(h(req).await) }
+                        })
+                    };
                     let result = match tls {
                         Some(acceptor) => {
                             match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(s), svc)).await,
+                                Ok(Ok(s)) => {
+                                    let peer = s.get_ref().1.peer_certificates().map(|c| {
+                                        PeerCertificates(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect()))
+                                    });
+                                    watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(s), service(peer))).await
+                                }
                                 _ => { tracing::debug!(%peer, "TLS handshake failed"); return; }
                             }
                         }
-                        None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), svc)).await,
+                        None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service(None))).await,
                     };
                     if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -220,7 +234,11 @@ async fn front(
     }
     let who = snapshot
         .authn
-        .authenticate(req.headers(), Some(&route_url))
+        .authenticate(
+            req.headers(),
+            Some(&route_url),
+            req.extensions().get::<PeerCertificates>(),
+        )
         .await
         .map_err(|e| {
             let resource_metadata = route::metadata_url(&base, &path);

@@ -10,16 +10,21 @@
 //!   offline, in the provider's agent header (default `X-Agent-Authorization`) or, when no user
 //!   token is sent, in `Authorization`. `tokenReview` needs cluster mode.
 //!
-//! Kinds this gateway cannot verify (mTLS, TokenReview in local mode) authenticate nobody: fail
-//! closed, with the reason in the 401.
+//! - `mtls`: a client certificate on the TLS connection, validated against the provider's CA
+//!   bundle ([`mtls`]); names the agent (or the user), and takes precedence over a token's client
+//!   claim.
+//!
+//! TokenReview in local mode authenticates nobody: fail closed, with the reason in the 401.
 
 pub mod jwt;
+pub mod mtls;
 
 use crate::state::SecretValues;
 use gatehouse_api::config::{PrincipalKind, TrustMethod, TrustProviderConfig};
 use gatehouse_api::identity::{AgentIdentity, AgentKind, UserIdentity};
 use http::{HeaderMap, HeaderName};
 use jwt::{JsonFetcher, JwtSettings, JwtVerifier, Mapping, TokenError};
+use mtls::{IdentityFrom, MtlsProvider, PeerCertificates};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,6 +91,7 @@ struct ApiKeyProvider {
 pub struct Authenticator {
     api_keys: Vec<ApiKeyProvider>,
     jwt: Vec<JwtProvider>,
+    mtls: Vec<(MtlsProvider, PrincipalKind)>,
     unsupported: Vec<(String, &'static str)>,
     public_url: Option<String>,
 }
@@ -136,6 +142,7 @@ impl Authenticator {
     ) -> Result<Self, String> {
         let mut api_keys = Vec::new();
         let mut jwt = Vec::new();
+        let mut mtls = Vec::new();
         let mut unsupported = Vec::new();
         // Every audience a token may carry here: the gateway's URL and each route's URL (RFC 8707
         // resource indicators name the MCP server); the route check in `authenticate` narrows it
@@ -258,12 +265,24 @@ impl Authenticator {
                     tp.name.clone(),
                     "kubernetesServiceAccount with tokenReview (needs cluster mode)",
                 )),
-                TrustMethod::Mtls { .. } => unsupported.push((tp.name.clone(), "mtls")),
+                TrustMethod::Mtls {
+                    ca_bundle,
+                    identity_from,
+                } => {
+                    let pem = secrets.key(ca_bundle).ok_or_else(|| {
+                        format!("TrustProvider {}: {ca_bundle} is not available", tp.name)
+                    })?;
+                    mtls.push((
+                        MtlsProvider::new(&tp.name, pem, identity_from)?,
+                        tp.authenticates,
+                    ));
+                }
             }
         }
         Ok(Self {
             api_keys,
             jwt,
+            mtls,
             unsupported,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
         })
@@ -345,8 +364,45 @@ impl Authenticator {
         &self,
         headers: &HeaderMap,
         route_url: Option<&str>,
+        peer: Option<&PeerCertificates>,
     ) -> Result<Identity, AuthnError> {
         let mut id = Identity::default();
+        // A client certificate names the agent (or the user, per the provider).
+        if let Some(peer) = peer.filter(|_| !self.mtls.is_empty()) {
+            let mut reasons = Vec::new();
+            for (p, kind) in &self.mtls {
+                match p.identify(peer) {
+                    Ok((from, subject)) => {
+                        match kind {
+                            PrincipalKind::Agent => {
+                                id.agent = Some(AgentIdentity {
+                                    kind: if from == IdentityFrom::SpiffeUri {
+                                        AgentKind::Spiffe
+                                    } else {
+                                        AgentKind::Other
+                                    },
+                                    id: subject,
+                                    provider: p.name.clone(),
+                                })
+                            }
+                            PrincipalKind::User => {
+                                id.user = Some(UserIdentity {
+                                    id: subject,
+                                    provider: p.name.clone(),
+                                    ..Default::default()
+                                })
+                            }
+                        }
+                        reasons.clear();
+                        break;
+                    }
+                    Err(e) => reasons.push(e),
+                }
+            }
+            if !reasons.is_empty() {
+                return Err(AuthnError::new(reasons.join("; ")));
+            }
+        }
         // A JWT in Authorization belongs to a JWT provider (an API key never looks like one).
         let auth_jwt = bearer(headers, &http::header::AUTHORIZATION)
             .filter(|t| looks_like_jwt(t) && !self.jwt.is_empty());
@@ -359,7 +415,9 @@ impl Authenticator {
                 id.agent_token = Some(token.clone());
             }
             id.user = v.user;
-            id.agent = v.agent;
+            if id.agent.is_none() {
+                id.agent = v.agent;
+            }
         }
         // A separate agent credential (ServiceAccount token) names the agent, overriding the
         // user token's client claim: it is the stronger proof.
