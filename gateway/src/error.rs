@@ -21,6 +21,9 @@ pub mod code {
     pub const FORBIDDEN: i64 = -32003;
     /// The upstream failed, timed out, or no credential could be obtained for it.
     pub const UPSTREAM: i64 = -32000;
+    /// URLElicitationRequiredError (MCP 2025-11-25): the user must open a URL (per-user
+    /// consent) before the request can succeed.
+    pub const URL_ELICITATION_REQUIRED: i64 = -32042;
 }
 
 /// A request failure.
@@ -102,6 +105,18 @@ pub enum GatewayError {
         /// What is wrong.
         message: String,
     },
+    /// The user must authorize the gateway at a provider first: a URL-mode elicitation.
+    #[error("{message}")]
+    ConsentRequired {
+        /// JSON-RPC id.
+        id: Option<Value>,
+        /// What the user is asked to do.
+        message: String,
+        /// The consent link.
+        url: String,
+        /// The elicitation id.
+        elicitation_id: String,
+    },
     /// The upstream did not answer in time.
     #[error("upstream McpServer {server} did not answer within {ms} ms")]
     UpstreamTimeout {
@@ -147,6 +162,8 @@ impl GatewayError {
             InvalidParams { id: None, .. } => StatusCode::BAD_REQUEST,
             CredentialUnavailable { id: Some(_), .. } => StatusCode::OK,
             CredentialUnavailable { id: None, .. } => StatusCode::BAD_GATEWAY,
+            ConsentRequired { id: Some(_), .. } => StatusCode::OK,
+            ConsentRequired { id: None, .. } => StatusCode::FORBIDDEN,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Upstream { .. } => StatusCode::BAD_GATEWAY,
             NotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -167,6 +184,7 @@ impl GatewayError {
             }
             SessionNotFound(_) => code::SESSION_NOT_FOUND,
             Denied { .. } => code::FORBIDDEN,
+            ConsentRequired { .. } => code::URL_ELICITATION_REQUIRED,
             NoRoute(_) | MethodNotAllowed(_) => code::INVALID_REQUEST,
             CredentialUnavailable { .. } | UpstreamTimeout { .. } | Upstream { .. } | NotReady => {
                 code::UPSTREAM
@@ -182,6 +200,7 @@ impl GatewayError {
             | Denied { id, .. }
             | InvalidParams { id, .. }
             | CredentialUnavailable { id, .. }
+            | ConsentRequired { id, .. }
             | UpstreamTimeout { id, .. }
             | Upstream { id, .. } => id.clone().unwrap_or(Value::Null),
             _ => Value::Null,
@@ -206,6 +225,7 @@ impl GatewayError {
             Denied { .. } => "denied",
             InvalidParams { .. } => "invalid_params",
             CredentialUnavailable { .. } => "credential_unavailable",
+            ConsentRequired { .. } => "consent_required",
             UpstreamTimeout { .. } => "upstream_timeout",
             Upstream { .. } => "upstream_error",
             NotReady => "not_ready",
@@ -218,7 +238,36 @@ impl GatewayError {
         if let GatewayError::Denied { policy, .. } = self {
             error["data"] = json!({"policy": policy, "decision": "deny"});
         }
+        if let GatewayError::ConsentRequired {
+            message,
+            url,
+            elicitation_id,
+            ..
+        } = self
+        {
+            error["data"] = json!({"elicitations": [{
+                "mode": "url", "elicitationId": elicitation_id, "url": url, "message": message,
+            }]});
+        }
         json!({"jsonrpc": "2.0", "id": self.id(), "error": error})
+    }
+
+    /// The error for a credential that cannot be produced for request `id`.
+    pub fn credential(e: crate::credentials::CredentialError, id: Option<Value>) -> Self {
+        use crate::credentials::CredentialError;
+        match e {
+            CredentialError::Unavailable(message) => Self::CredentialUnavailable { id, message },
+            CredentialError::ConsentRequired {
+                message,
+                url,
+                elicitation_id,
+            } => Self::ConsentRequired {
+                id,
+                message,
+                url,
+                elicitation_id,
+            },
+        }
     }
 
     /// The HTTP response.

@@ -215,6 +215,11 @@ async fn front(
                 &rest,
             )));
         }
+        Route::Credentials(ep) => {
+            let (m, q) = (req.method(), req.uri().query());
+            let r = crate::consent::serve(snapshot, ep, m, q, req.headers()).await;
+            return Ok(Outcome::Metadata(r));
+        }
         Route::NotFound => return Err(GatewayError::NoRoute(path)),
         Route::Mcp(i) => i,
     };

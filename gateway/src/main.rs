@@ -1,8 +1,8 @@
 //! `gatehouse-gateway`: the identity-aware MCP gateway.
 //!
-//! Layers: `main` → wiring (`run`, `reload`, `state`) → pipeline stages (`listener`, `route`,
-//! `authn`, `inspect`, `authz`, `credentials`, `relay`, `session`, `audit`) plus `admin` and
-//! `metrics` → `gatehouse_api`.
+//! Layers: `main` → wiring (`run`, `reload`, `cluster`, `state`) → pipeline stages (`listener`,
+//! `route`, `authn`, `inspect`, `authz`, `credentials`, `relay`, `session`, `audit`) plus `admin`
+//! and `metrics` → `gatehouse_api`.
 
 #![forbid(unsafe_code)]
 
@@ -12,6 +12,8 @@ mod authn;
 mod authz;
 mod body;
 mod check;
+mod cluster;
+mod consent;
 mod credentials;
 mod error;
 mod inspect;
@@ -41,7 +43,8 @@ enum Command {
     /// Validate a directory of manifests and, given a question, print the decision and the
     /// policy that made it. Exit code: 0 allow (or clean), 1 deny, 2 invalid manifests.
     Check(check::CheckArgs),
-    /// Serve MCP from a directory of manifests (local mode), reloading when they change.
+    /// Serve MCP from a directory of manifests (local mode), reloading when they change; or,
+    /// with `--cluster`, from the configuration the operator pushes.
     Run(run::RunArgs),
 }
 

@@ -12,8 +12,22 @@ pub enum Route {
     Mcp(usize),
     /// `/.well-known/oauth-protected-resource[<path>]`.
     ProtectedResource(String),
+    /// An endpoint of the credential providers (consent, OAuth callback, JWKS): not MCP, not
+    /// authenticated by a bearer token, served by [`crate::consent`].
+    Credentials(CredentialEndpoint),
     /// Nothing here.
     NotFound,
+}
+
+/// Endpoints the credential providers serve on the gateway.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CredentialEndpoint {
+    /// `/oauth/consent/<link>`: start a per-user consent.
+    Consent(String),
+    /// `/oauth/callback`: the OAuth redirect URI.
+    Callback,
+    /// `/.well-known/jwks.json`: public keys of `signedJwt` providers.
+    Jwks,
 }
 
 const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -25,6 +39,16 @@ pub fn route(snapshot: &Snapshot, path: &str) -> Route {
             return Route::ProtectedResource(rest.to_string());
         }
         return Route::NotFound;
+    }
+    if let Some(link) = path.strip_prefix(crate::credentials::authcode::CONSENT_PATH) {
+        return Route::Credentials(CredentialEndpoint::Consent(link.to_string()));
+    }
+    match path {
+        crate::credentials::authcode::CALLBACK_PATH => {
+            return Route::Credentials(CredentialEndpoint::Callback);
+        }
+        "/.well-known/jwks.json" => return Route::Credentials(CredentialEndpoint::Jwks),
+        _ => {}
     }
     match snapshot.servers.iter().position(|s| s.config.path == path) {
         Some(i) => Route::Mcp(i),

@@ -1,5 +1,6 @@
 //! `gatehouse-gateway run`: wiring for local mode — load the manifests, start the listeners,
-//! watch for changes, and drain on SIGTERM / Ctrl-C.
+//! watch for changes, and drain on SIGTERM / Ctrl-C — and for cluster mode (`--cluster`), where
+//! the configuration comes from the operator instead (see `crate::cluster`).
 
 use crate::listener::{self, Handler};
 use crate::reload::{self, Source};
@@ -18,9 +19,9 @@ use tokio::sync::watch;
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// Directory of YAML manifests (searched recursively), or a single file. Watched for
-    /// changes.
-    #[arg(long)]
-    pub manifests: PathBuf,
+    /// changes. Required unless `--cluster`.
+    #[arg(long, required_unless_present = "cluster")]
+    pub manifests: Option<PathBuf>,
     /// Address of the MCP listener (`127.0.0.1:0` picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -50,9 +51,18 @@ pub struct RunArgs {
     /// How long to let connections finish on shutdown, seconds.
     #[arg(long, default_value_t = 10)]
     pub drain_seconds: u64,
+    /// Cluster mode.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
+    /// Directory of per-user consent grants (`oauth2AuthorizationCode` token sets, AES-256-GCM
+    /// encrypted, one file per provider and user). Default:
+    /// `$XDG_STATE_HOME/gatehouse/tokens`, else `~/.local/state/gatehouse/tokens`.
+    #[arg(long)]
+    pub token_store: Option<PathBuf>,
 }
 
-fn parse_key(s: &str) -> Result<ObjectKey, String> {
+/// Parse `namespace/name`.
+pub(crate) fn parse_key(s: &str) -> Result<ObjectKey, String> {
     ObjectKey::parse(s).ok_or_else(|| format!("{s:?} is not namespace/name"))
 }
 
@@ -96,17 +106,25 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         random_keys: Arc::new(SessionKeys::random()),
         max_body_bytes: args.max_body_bytes,
         provider_http: crate::provider_http::ProviderHttp::new(),
+        grants: Arc::new(crate::credentials::authcode::Grants::new(Arc::new(
+            match &args.token_store {
+                Some(dir) => crate::credentials::token_store::FileTokenStore::new(dir.clone()),
+                None => crate::credentials::token_store::FileTokenStore::default_location(),
+            },
+        ))),
     }));
-    let source = Source {
-        dir: args.manifests.clone(),
+    let source = args.manifests.clone().map(|dir| Source {
+        dir,
         gateway: args.gateway.clone(),
-    };
-    {
-        let (gw, source) = (gw.clone(), source.clone());
-        tokio::task::spawn_blocking(move || reload::apply(&gw, &source, false)).await?;
-    }
-    if gw.snapshot().is_none() {
-        tracing::error!("no valid configuration yet: serving 503 until the manifests are fixed");
+    });
+    if let Some(source) = &source {
+        let (gw2, source) = (gw.clone(), source.clone());
+        tokio::task::spawn_blocking(move || reload::apply(&gw2, &source, false)).await?;
+        if gw.snapshot().is_none() {
+            tracing::error!(
+                "no valid configuration yet: serving 503 until the manifests are fixed"
+            );
+        }
     }
 
     let tls = match (&args.tls_cert, &args.tls_key) {
@@ -171,11 +189,14 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
             drain,
         )));
     }
-    let watcher = tokio::spawn(reload::watch(
-        gw.clone(),
-        source,
-        Duration::from_millis(args.poll_ms),
-    ));
+    let watcher = match source {
+        Some(source) => tokio::spawn(reload::watch(
+            gw.clone(),
+            source,
+            Duration::from_millis(args.poll_ms),
+        )),
+        None => crate::cluster::start(gw.clone(), &args.cluster, args.gateway.clone()).await?,
+    };
 
     shutdown_signal().await;
     tracing::info!("shutting down: draining connections");

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// One Secret's values by key.
-type SecretData = BTreeMap<String, Zeroizing<Vec<u8>>>;
+pub type SecretData = BTreeMap<String, Zeroizing<Vec<u8>>>;
 
 /// The values of the Secrets a snapshot references — and only those. Zeroized on drop.
 #[derive(Default)]
@@ -68,6 +68,12 @@ impl SecretValues {
                         .collect()
                 });
         }
+        Self { by_name }
+    }
+
+    /// Values read elsewhere (cluster mode: from the Kubernetes API), by `(namespace, name)`.
+    /// The caller selects which Secrets to pass: exactly those its snapshot references.
+    pub fn from_secrets(by_name: BTreeMap<(String, String), SecretData>) -> Self {
         Self { by_name }
     }
 
@@ -136,13 +142,23 @@ impl Snapshot {
         process: &Process,
     ) -> Result<Self, Vec<String>> {
         let values = SecretValues::select(&config, secrets);
+        Self::build_with(config, &values, process)
+    }
+
+    /// Build a snapshot from Secret values already selected (cluster mode); any error rejects
+    /// the whole configuration.
+    pub fn build_with(
+        config: GatewayConfig,
+        values: &SecretValues,
+        process: &Process,
+    ) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let policies = PolicySet::new(&config.policies)
             .map_err(|es| errors.extend(es.into_iter().map(|e| e.to_string())))
             .ok();
         let authn = Authenticator::new(
             &config.trust_providers,
-            &values,
+            values,
             config.public_url.as_deref(),
             &config
                 .servers
@@ -155,14 +171,16 @@ impl Snapshot {
         .ok();
         let credentials = Credentials::new(
             &config.credential_providers,
-            &values,
+            values,
             process.provider_http.clone(),
+            process.grants.clone(),
+            config.public_url.as_deref(),
         )
         .map_err(|e| errors.push(e))
         .ok();
         let mut servers = Vec::new();
         for s in &config.servers {
-            match Upstream::new(s, &values) {
+            match Upstream::new(s, values) {
                 Ok(upstream) => servers.push(ServerRoute {
                     label: s.key.to_string(),
                     config: s.clone(),
@@ -215,6 +233,9 @@ pub struct Process {
     pub max_body_bytes: usize,
     /// Client for identity providers and token endpoints.
     pub provider_http: crate::provider_http::ProviderHttp,
+    /// Per-user consent grants (`oauth2AuthorizationCode`): their store, and what outlives a
+    /// reload.
+    pub grants: Arc<crate::credentials::authcode::Grants>,
 }
 
 /// Shared gateway state.

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod consent;
 pub mod mcp;
 pub mod oauth;
 pub mod procs;

@@ -32,15 +32,20 @@ pub fn ensure_node_modules() -> anyhow::Result<()> {
 impl OAuthServer {
     /// Start one on a free port.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_script("oauth-server.mjs")
+    }
+
+    /// Start `tests/node/<script>` (which prints `{"issuer": …}` once serving) on a free port.
+    pub fn start_script(script: &str) -> anyhow::Result<Self> {
         ensure_node_modules()?;
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new("node")
-            .arg(dir.join("node/oauth-server.mjs"))
+            .arg(dir.join("node").join(script))
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .context("starting node oauth-server.mjs")?;
+            .with_context(|| format!("starting node {script}"))?;
         let stdout = child.stdout.take().expect("piped");
         let guard = ChildGuard(child);
         let mut line = String::new();

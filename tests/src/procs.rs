@@ -131,7 +131,19 @@ impl Gateway {
         listen: &str,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
+        Self::start_with_env(manifests, log, listen, extra, &[])
+    }
+
+    /// [`Gateway::start_at`] with extra environment variables (e.g. `RUST_LOG`).
+    pub fn start_with_env(
+        manifests: &Path,
+        log: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(binary("gatehouse-gateway"))
+            .envs(env.iter().copied())
             .arg("run")
             .arg("--manifests")
             .arg(manifests)

@@ -9,21 +9,57 @@
 //!   cached until shortly before expiry, single flight.
 //! - `oauth2TokenExchange`: the user's verified token (and optionally the agent's, as actor)
 //!   exchanged for one for the upstream, cached per (user, agent).
+//! - `oauth2AuthorizationCode`: the user's own grant from a one-time consent ([`authcode`]),
+//!   stored encrypted per user ([`token_store`]), refreshed before expiry; no grant (or a
+//!   revoked one) answers with a consent link.
+//! - `signedJwt`: a short-lived JWT the gateway mints for (user, agent) ([`signed_jwt`]).
 //!
-//! `oauth2AuthorizationCode` and `signedJwt` are not implemented yet: a request that needs one
-//! fails closed with a clear error and is not relayed.
+//! A provider that cannot work (bad key, no `publicUrl` to build links on) fails closed: its
+//! requests get a clear error and are not relayed; other providers keep working.
 
+pub mod authcode;
 pub mod oauth2;
+pub mod sealed;
+pub mod signed_jwt;
+pub mod token_store;
 
 use crate::authn::Identity;
 use crate::provider_http::ProviderHttp;
 use crate::state::SecretValues;
+use authcode::{AuthCode, Grants};
 use gatehouse_api::config::{CredentialProviderConfig, CredentialSource};
 use gatehouse_api::refs::{ObjectKey, SecretRef};
 use http::{HeaderName, HeaderValue};
 use oauth2::{AuthMethod, ClientAuth, TokenCache};
+use signed_jwt::JwtMinter;
 use std::collections::HashMap;
+use std::sync::Arc;
 use zeroize::Zeroizing;
+
+/// Why no credential can be produced. Never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    /// Misconfiguration, a missing credential, or a provider outage.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The user must authorize the gateway at a provider first (answered as a URL-mode
+    /// elicitation, `-32042`).
+    #[error("{message}")]
+    ConsentRequired {
+        /// What the user is asked to do.
+        message: String,
+        /// The consent link on the gateway.
+        url: String,
+        /// The elicitation id.
+        elicitation_id: String,
+    },
+}
+
+impl From<String> for CredentialError {
+    fn from(s: String) -> Self {
+        Self::Unavailable(s)
+    }
+}
 
 /// How one provider's credential is produced.
 enum Credential {
@@ -51,8 +87,15 @@ enum Credential {
         actor: bool,
         cache: TokenCache,
     },
-    /// A provider type this gateway does not implement yet.
-    Unsupported(&'static str),
+    /// Per-user consent.
+    AuthCode(Box<AuthCode>),
+    /// A JWT minted by the gateway.
+    SignedJwt {
+        minter: Box<JwtMinter>,
+        cache: TokenCache,
+    },
+    /// A provider that cannot work; every request gets this error.
+    Broken(String),
 }
 
 /// Where per-user credentials live.
@@ -77,6 +120,7 @@ struct Provider {
 pub struct Credentials {
     by_key: HashMap<ObjectKey, Provider>,
     http: ProviderHttp,
+    grants: Arc<Grants>,
 }
 
 /// `{user}` in Secret names: lowercase, anything but `[a-z0-9]` becomes `-`, trimmed.
@@ -145,10 +189,14 @@ fn client_auth(
 
 impl Credentials {
     /// Build from the snapshot's providers and the secret values they reference.
+    /// `grants` is the process-wide per-user grant storage; `public_url` the McpGateway's
+    /// `publicUrl` (consent links, the OAuth redirect URI, the default `iss` of minted JWTs).
     pub fn new(
         providers: &[CredentialProviderConfig],
         secrets: &SecretValues,
         http: ProviderHttp,
+        grants: Arc<Grants>,
+        public_url: Option<&str>,
     ) -> Result<Self, String> {
         let mut by_key = HashMap::new();
         for p in providers {
@@ -250,10 +298,73 @@ impl Credentials {
                     actor: *actor_token,
                     cache: TokenCache::default(),
                 },
-                CredentialSource::OAuth2AuthorizationCode { .. } => {
-                    Credential::Unsupported("oauth2AuthorizationCode")
+                CredentialSource::OAuth2AuthorizationCode {
+                    authorization_url,
+                    token_url,
+                    client_id,
+                    client_secret,
+                    auth_method,
+                    scopes,
+                    encryption_key,
+                } => {
+                    let client = client_auth(
+                        &p.key,
+                        token_url,
+                        client_id,
+                        client_secret,
+                        auth_method,
+                        secrets,
+                    )?;
+                    let key = secrets.key(encryption_key).ok_or_else(|| {
+                        format!(
+                            "CredentialProvider {}: {encryption_key} is not available",
+                            p.key
+                        )
+                    })?;
+                    match public_url {
+                        Some(base) => Credential::AuthCode(Box::new(AuthCode::new(
+                            &p.key,
+                            authorization_url,
+                            client,
+                            scopes,
+                            key,
+                            base,
+                        )?)),
+                        None => Credential::Broken(format!(
+                            "CredentialProvider {}: oauth2AuthorizationCode needs the McpGateway's spec.publicUrl (consent links and the redirect URI <publicUrl>/oauth/callback are built on it)",
+                            p.key
+                        )),
+                    }
                 }
-                CredentialSource::SignedJwt { .. } => Credential::Unsupported("signedJwt"),
+                CredentialSource::SignedJwt {
+                    signing_key,
+                    issuer,
+                    audience,
+                    ttl_seconds,
+                } => {
+                    let pem = secrets.key(signing_key).ok_or_else(|| {
+                        format!(
+                            "CredentialProvider {}: {signing_key} is not available",
+                            p.key
+                        )
+                    })?;
+                    match issuer.as_deref().or(public_url) {
+                        Some(iss) => Credential::SignedJwt {
+                            minter: Box::new(JwtMinter::new(
+                                &p.key,
+                                pem,
+                                iss.trim_end_matches('/').to_string(),
+                                audience,
+                                *ttl_seconds,
+                            )?),
+                            cache: TokenCache::default(),
+                        },
+                        None => Credential::Broken(format!(
+                            "CredentialProvider {}: signedJwt needs an issuer, or the McpGateway's spec.publicUrl as the default issuer",
+                            p.key
+                        )),
+                    }
+                }
             };
             by_key.insert(
                 p.key.clone(),
@@ -264,7 +375,37 @@ impl Credentials {
                 },
             );
         }
-        Ok(Self { by_key, http })
+        Ok(Self {
+            by_key,
+            http,
+            grants,
+        })
+    }
+
+    /// The consent provider whose links and states start with `id` ([`authcode::provider_id`]).
+    pub fn consent_provider(&self, id: &str) -> Option<&AuthCode> {
+        self.by_key.values().find_map(|p| match &p.credential {
+            Credential::AuthCode(a) if a.id() == id => Some(a.as_ref()),
+            _ => None,
+        })
+    }
+
+    /// Per-user grant storage.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
+    }
+
+    /// The client for token endpoints.
+    pub fn http(&self) -> &ProviderHttp {
+        &self.http
+    }
+
+    /// The JWKS document of every `signedJwt` provider's public key.
+    pub fn jwks(&self) -> serde_json::Value {
+        signed_jwt::jwks(self.by_key.values().filter_map(|p| match &p.credential {
+            Credential::SignedJwt { minter, .. } => Some(minter.as_ref()),
+            _ => None,
+        }))
     }
 
     /// The header to inject for `provider` on behalf of `who`, or why none can be produced
@@ -273,7 +414,7 @@ impl Credentials {
         &self,
         provider: &ObjectKey,
         who: &Identity,
-    ) -> Result<(HeaderName, HeaderValue), String> {
+    ) -> Result<(HeaderName, HeaderValue), CredentialError> {
         let p = self.by_key.get(provider).ok_or_else(|| {
             format!(
                 "CredentialProvider {provider} is not available on this gateway (see its status)"
@@ -364,10 +505,36 @@ impl Credentials {
                     .map_err(|e| format!("CredentialProvider {provider}: {e}"))?;
                 header_value(provider, &p.format, &token.value)?
             }
-            Credential::Unsupported(kind) => {
-                return Err(format!(
-                    "CredentialProvider {provider}: credential provider type {kind} is not supported by this gateway yet"
-                ));
+            Credential::AuthCode(a) => {
+                let user = who.user.as_ref().ok_or_else(|| {
+                    format!("CredentialProvider {provider} acts for a user who authorized it, but this request has no user")
+                })?;
+                let token = a.token(&self.grants, &self.http, user).await?;
+                header_value(provider, &p.format, &token)?
+            }
+            Credential::SignedJwt { minter, cache } => {
+                let key = format!(
+                    "{}\u{0}{}\u{0}{}",
+                    who.user
+                        .as_ref()
+                        .map(|u| u.provider.as_str())
+                        .unwrap_or_default(),
+                    who.user.as_ref().map(|u| u.id.as_str()).unwrap_or_default(),
+                    who.agent
+                        .as_ref()
+                        .map(|a| a.id.as_str())
+                        .unwrap_or_default()
+                );
+                let token = cache
+                    .get(&key, || async {
+                        minter.mint(who).map_err(oauth2::TokenFetchError::Config)
+                    })
+                    .await
+                    .map_err(|e| format!("CredentialProvider {provider}: {e}"))?;
+                header_value(provider, &p.format, &token.value)?
+            }
+            Credential::Broken(message) => {
+                return Err(CredentialError::Unavailable(message.clone()));
             }
         };
         Ok((p.header.clone(), value))
@@ -385,6 +552,40 @@ fn header_value(p: &ObjectKey, format: &str, token: &str) -> Result<HeaderValue,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_of_credential_types_never_shows_a_secret() {
+        use std::time::{Duration, Instant};
+        const SECRET: &str = "s3cr3t-t0ken-value";
+        let token = oauth2::Token {
+            value: Arc::new(Zeroizing::new(SECRET.into())),
+            expires_at: Instant::now(),
+        };
+        let set = oauth2::TokenSet {
+            access: token.clone(),
+            lifetime: Duration::from_secs(60),
+            refresh: Some(Zeroizing::new(SECRET.into())),
+        };
+        let key = sealed::SealKey::from_secret(b"s3cr3t-t0ken-value-s3cr3t-t0ken-").unwrap();
+        let slot = token_store::GrantSlot {
+            provider: ObjectKey::new("default", "saas"),
+            user: SECRET.into(),
+        };
+        let err = CredentialError::ConsentRequired {
+            message: "m".into(),
+            url: "https://gw/oauth/consent/x.y".into(),
+            elicitation_id: "e".into(),
+        };
+        for debug in [
+            format!("{token:?}"),
+            format!("{set:?}"),
+            format!("{key:?}"),
+            format!("{slot:?}"),
+            format!("{err:?}"),
+        ] {
+            assert!(!debug.contains("s3cr3t"), "{debug}");
+        }
+    }
 
     #[test]
     fn per_user_names_and_keys_are_made_safe() {

@@ -111,6 +111,27 @@ impl std::fmt::Debug for Token {
     }
 }
 
+/// A token endpoint's whole answer: the access token, its lifetime, and the refresh token if
+/// one was issued.
+pub struct TokenSet {
+    /// The access token.
+    pub access: Token,
+    /// `expires_in` (or [`DEFAULT_LIFETIME`]).
+    pub lifetime: Duration,
+    /// `refresh_token`, when issued (rotating providers issue a new one on every refresh).
+    pub refresh: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("access", &self.access)
+            .field("lifetime", &self.lifetime)
+            .field("refresh", &self.refresh.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 impl ClientAuth {
     fn apply(
         &self,
@@ -179,8 +200,18 @@ impl ClientAuth {
     pub async fn request(
         &self,
         endpoint: &dyn TokenEndpoint,
-        mut form: Vec<(String, String)>,
+        form: Vec<(String, String)>,
     ) -> Result<Token, TokenFetchError> {
+        self.request_set(endpoint, form).await.map(|set| set.access)
+    }
+
+    /// Request a token with `grant` parameters and keep the whole token set (the refresh token
+    /// of the authorization-code and refresh grants).
+    pub async fn request_set(
+        &self,
+        endpoint: &dyn TokenEndpoint,
+        mut form: Vec<(String, String)>,
+    ) -> Result<TokenSet, TokenFetchError> {
         let mut headers = vec![("accept".to_string(), "application/json".to_string())];
         self.apply(&mut headers, &mut form)?;
         let started = Instant::now();
@@ -226,14 +257,23 @@ impl ClientAuth {
             })
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_LIFETIME);
-        Ok(Token {
-            value: Arc::new(Zeroizing::new(value.to_string())),
-            expires_at: started + lifetime,
+        let refresh = body
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .map(|r| Zeroizing::new(r.to_string()));
+        Ok(TokenSet {
+            access: Token {
+                value: Arc::new(Zeroizing::new(value.to_string())),
+                expires_at: started + lifetime,
+            },
+            lifetime,
+            refresh,
         })
     }
 }
 
-fn random_id() -> String {
+/// 128 random bits as hex (JWT ids, elicitation ids).
+pub fn random_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);

@@ -149,9 +149,8 @@ pub async fn relay(
                 .credentials
                 .credential_for(cp, &call.who)
                 .await
-                .map_err(|message| GatewayError::CredentialUnavailable {
-                    id: if is_request { id.clone() } else { None },
-                    message,
+                .map_err(|e| {
+                    GatewayError::credential(e, if is_request { id.clone() } else { None })
                 })?,
         ),
         None => None,
