@@ -45,6 +45,8 @@ pub enum GatewayError {
         reason: String,
         /// RFC 9728 metadata URL for the `WWW-Authenticate` challenge.
         resource_metadata: String,
+        /// Scopes to request (`scope=` in the challenge), when the gateway requires some.
+        scope: Option<String>,
     },
     /// A valid token without the scopes a TrustProvider requires (step-up).
     #[error("{reason}")]
@@ -282,9 +284,14 @@ impl GatewayError {
         );
         match &self {
             GatewayError::Unauthenticated {
-                resource_metadata, ..
+                resource_metadata,
+                scope,
+                ..
             } => {
-                let challenge = format!("Bearer resource_metadata=\"{resource_metadata}\"");
+                let mut challenge = format!("Bearer resource_metadata=\"{resource_metadata}\"");
+                if let Some(scope) = scope {
+                    challenge.push_str(&format!(", scope=\"{scope}\""));
+                }
                 if let Ok(v) = HeaderValue::from_str(&challenge) {
                     h.insert(header::WWW_AUTHENTICATE, v);
                 }

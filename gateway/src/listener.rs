@@ -235,6 +235,7 @@ async fn front(
         return Err(GatewayError::Unauthenticated {
             reason: "access tokens in the query string are not accepted; send Authorization: Bearer <token>".into(),
             resource_metadata: route::metadata_url(&base, &path),
+            scope: None,
         });
     }
     let who = snapshot
@@ -251,6 +252,8 @@ async fn front(
                 AuthnError::Unauthenticated(reason) => GatewayError::Unauthenticated {
                     reason,
                     resource_metadata,
+                    scope: Some(route::required_scopes(snapshot).join(" "))
+                        .filter(|s| !s.is_empty()),
                 },
                 AuthnError::InsufficientScope { reason, scopes } => {
                     GatewayError::InsufficientScope {

@@ -84,9 +84,33 @@ pub fn protected_resource(snapshot: &Snapshot, base: &str, path: &str) -> Value 
             _ => None,
         })
         .collect();
-    json!({
+    let mut doc = json!({
         "resource": format!("{base}{path}"),
         "authorization_servers": issuers,
         "bearer_methods_supported": ["header"],
-    })
+    });
+    let scopes = required_scopes(snapshot);
+    if !scopes.is_empty() {
+        doc["scopes_supported"] = json!(scopes);
+    }
+    doc
+}
+
+/// Scopes the gateway's OIDC providers require (advertised so clients ask for them up front).
+pub fn required_scopes(snapshot: &Snapshot) -> Vec<String> {
+    let mut scopes: Vec<String> = snapshot
+        .config
+        .trust_providers
+        .iter()
+        .filter_map(|t| match &t.method {
+            TrustMethod::Oidc {
+                required_scopes, ..
+            } => Some(required_scopes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
 }

@@ -112,7 +112,16 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
                 None => crate::credentials::token_store::FileTokenStore::default_location(),
             },
         ))),
+        token_reviewer: Default::default(),
     }));
+    // Local mode with a kubeconfig: TokenReview for `kubernetesServiceAccount` providers.
+    if !args.cluster.cluster
+        && let Some(kc) = &args.cluster.kubeconfig
+    {
+        let client = crate::cluster::kube_client(Some(kc)).await?;
+        let reviewer = crate::authn::token_review::KubeTokenReviewer::new(client);
+        let _ = gw.process.token_reviewer.set(Arc::new(reviewer));
+    }
     let source = args.manifests.clone().map(|dir| Source {
         dir,
         gateway: args.gateway.clone(),

@@ -166,6 +166,7 @@ impl Snapshot {
                 .map(|s| s.path.as_str())
                 .collect::<Vec<_>>(),
             Arc::new(process.provider_http.clone()),
+            process.token_reviewer.get().cloned(),
         )
         .map_err(|e| errors.push(e))
         .ok();
@@ -236,6 +237,8 @@ pub struct Process {
     /// Per-user consent grants (`oauth2AuthorizationCode`): their store, and what outlives a
     /// reload.
     pub grants: Arc<crate::credentials::authcode::Grants>,
+    /// TokenReview, once a Kubernetes client exists (cluster mode, or `--kubeconfig`).
+    pub token_reviewer: std::sync::OnceLock<Arc<dyn crate::authn::token_review::TokenReviewer>>,
 }
 
 /// Shared gateway state.

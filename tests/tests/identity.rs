@@ -255,6 +255,7 @@ async fn wrong_audience_is_401_and_missing_scope_is_403_insufficient_scope() -> 
         )),
         "{challenge}"
     );
+    assert!(challenge.contains("scope=\"mcp:tools\""), "{challenge}");
     let body = resp.text().await?;
     assert!(body.contains("wrong audience"), "{body}");
 
@@ -295,6 +296,7 @@ async fn wrong_audience_is_401_and_missing_scope_is_403_insufficient_scope() -> 
         .await?;
     assert_eq!(prm["resource"], format!("{PUBLIC_URL}/mcp/demo"), "{prm}");
     assert_eq!(prm["authorization_servers"], json!([s.idp.issuer]), "{prm}");
+    assert_eq!(prm["scopes_supported"], json!(["mcp:tools"]), "{prm}");
     Ok(())
 }
 

@@ -14,10 +14,13 @@
 //!   bundle ([`mtls`]); names the agent (or the user), and takes precedence over a token's client
 //!   claim.
 //!
-//! TokenReview in local mode authenticates nobody: fail closed, with the reason in the 401.
+//! - `kubernetesServiceAccount` with `tokenReview: true`: verified online by the Kubernetes API
+//!   ([`token_review`]) — in cluster mode, or in local mode given `--kubeconfig`; without an API
+//!   server it authenticates nobody (fail closed, with the reason in the 401).
 
 pub mod jwt;
 pub mod mtls;
+pub mod token_review;
 
 use crate::state::SecretValues;
 use gatehouse_api::config::{PrincipalKind, TrustMethod, TrustProviderConfig};
@@ -29,6 +32,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use token_review::{ReviewCache, TokenReviewer};
 use zeroize::Zeroizing;
 
 /// A bearer token as received (kept only for token exchange; never logged).
@@ -87,8 +91,18 @@ struct ApiKeyProvider {
     keys: HashMap<[u8; 32], String>,
 }
 
+/// A `kubernetesServiceAccount` provider verifying tokens with TokenReview.
+struct ReviewProvider {
+    name: String,
+    audiences: Vec<String>,
+    agent_header: HeaderName,
+    reviewer: Arc<dyn TokenReviewer>,
+    cache: ReviewCache,
+}
+
 /// The compiled TrustProviders of one snapshot.
 pub struct Authenticator {
+    review: Vec<ReviewProvider>,
     api_keys: Vec<ApiKeyProvider>,
     jwt: Vec<JwtProvider>,
     mtls: Vec<(MtlsProvider, PrincipalKind)>,
@@ -139,7 +153,9 @@ impl Authenticator {
         public_url: Option<&str>,
         route_paths: &[&str],
         fetcher: Arc<dyn JsonFetcher>,
+        reviewer: Option<Arc<dyn TokenReviewer>>,
     ) -> Result<Self, String> {
+        let mut review = Vec::new();
         let mut api_keys = Vec::new();
         let mut jwt = Vec::new();
         let mut mtls = Vec::new();
@@ -261,10 +277,27 @@ impl Authenticator {
                         audiences: audiences.clone(),
                     });
                 }
-                TrustMethod::KubernetesServiceAccount { .. } => unsupported.push((
-                    tp.name.clone(),
-                    "kubernetesServiceAccount with tokenReview (needs cluster mode)",
-                )),
+                TrustMethod::KubernetesServiceAccount {
+                    audiences, header, ..
+                } => match &reviewer {
+                    Some(reviewer) => {
+                        let agent_header =
+                            HeaderName::from_bytes(header.trim().as_bytes()).map_err(|_| {
+                                format!("TrustProvider {}: {header:?} is not a header name", tp.name)
+                            })?;
+                        review.push(ReviewProvider {
+                            name: tp.name.clone(),
+                            audiences: audiences.clone(),
+                            agent_header,
+                            reviewer: reviewer.clone(),
+                            cache: ReviewCache::default(),
+                        });
+                    }
+                    None => unsupported.push((
+                        tp.name.clone(),
+                        "kubernetesServiceAccount with tokenReview (needs cluster mode or --kubeconfig)",
+                    )),
+                },
                 TrustMethod::Mtls {
                     ca_bundle,
                     identity_from,
@@ -280,6 +313,7 @@ impl Authenticator {
             }
         }
         Ok(Self {
+            review,
             api_keys,
             jwt,
             mtls,
@@ -294,6 +328,7 @@ impl Authenticator {
             .iter()
             .map(|p| &p.header)
             .chain(self.jwt.iter().filter_map(|p| p.agent_header.as_ref()))
+            .chain(self.review.iter().map(|p| &p.agent_header))
     }
 
     /// Issuers of the `oidc` providers (advertised as authorization servers).
@@ -302,6 +337,68 @@ impl Authenticator {
             .iter()
             .filter(|p| p.agent_header.is_none())
             .map(|p| p.issuer.as_str())
+    }
+
+    fn trusts_issuer_of(&self, token: &str) -> bool {
+        JwtVerifier::claims_issuer(token).is_some_and(|iss| {
+            self.jwt
+                .iter()
+                .any(|p| p.issuer.trim_end_matches('/') == iss.trim_end_matches('/'))
+        })
+    }
+
+    /// Ask TokenReview (through `only`, or each provider in turn) who a ServiceAccount token
+    /// belongs to.
+    async fn review_any(
+        &self,
+        token: &str,
+        only: Option<&ReviewProvider>,
+    ) -> Result<(AgentIdentity, String), AuthnError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthnError::new(format!(
+                "the bearer token is larger than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
+        let providers: Vec<&ReviewProvider> = match only {
+            Some(p) => vec![p],
+            None => self.review.iter().collect(),
+        };
+        let mut reasons = Vec::new();
+        for p in providers {
+            match p
+                .cache
+                .review(p.reviewer.as_ref(), token, &p.audiences)
+                .await
+            {
+                Ok(Some(username)) => {
+                    let sa = username
+                        .strip_prefix("system:serviceaccount:")
+                        .and_then(|rest| rest.split_once(':'))
+                        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty());
+                    return match sa {
+                        Some((ns, name)) => Ok((
+                            AgentIdentity {
+                                kind: AgentKind::ServiceAccount,
+                                id: format!("{ns}/{name}"),
+                                provider: p.name.clone(),
+                            },
+                            p.name.clone(),
+                        )),
+                        None => Err(AuthnError::new(format!(
+                            "TrustProvider {}: the token belongs to {username:?}, not a ServiceAccount",
+                            p.name
+                        ))),
+                    };
+                }
+                Ok(None) => reasons.push(format!(
+                    "TrustProvider {}: TokenReview did not authenticate the token for audiences {}",
+                    p.name,
+                    p.audiences.join(", ")
+                )),
+                Err(e) => reasons.push(format!("TrustProvider {}: {e}", p.name)),
+            }
+        }
+        Err(AuthnError::new(reasons.join("; ")))
     }
 
     /// Verify a JWT with the provider of its issuer; `agent_header` picks ServiceAccount
@@ -404,9 +501,22 @@ impl Authenticator {
             }
         }
         // A JWT in Authorization belongs to a JWT provider (an API key never looks like one).
-        let auth_jwt = bearer(headers, &http::header::AUTHORIZATION)
-            .filter(|t| looks_like_jwt(t) && !self.jwt.is_empty());
-        if let Some(token) = &auth_jwt {
+        let auth_bearer =
+            bearer(headers, &http::header::AUTHORIZATION).filter(|t| looks_like_jwt(t));
+        // A token whose issuer no JWT provider trusts goes to TokenReview, when configured
+        // (ServiceAccount tokens of agents acting alone).
+        let for_review = auth_bearer
+            .as_ref()
+            .filter(|t| !self.review.is_empty() && !self.trusts_issuer_of(t));
+        if let Some(token) = for_review {
+            let (agent, _) = self.review_any(token, None).await?;
+            id.agent = Some(agent);
+            id.agent_token = Some(BearerToken(Arc::new(Zeroizing::new(token.clone()))));
+        }
+        let auth_jwt = auth_bearer
+            .as_ref()
+            .filter(|_| for_review.is_none() && !self.jwt.is_empty());
+        if let Some(token) = auth_jwt {
             let (_, v) = self.verify_jwt(token, route_url, None).await?;
             let token = BearerToken(Arc::new(Zeroizing::new(token.clone())));
             if v.user.is_some() {
@@ -430,8 +540,17 @@ impl Authenticator {
             id.agent = v.agent;
             id.agent_token = Some(BearerToken(Arc::new(Zeroizing::new(token))));
         }
+        // TokenReview providers' agent headers.
+        for p in &self.review {
+            let Some(token) = bearer(headers, &p.agent_header) else {
+                continue;
+            };
+            let (agent, _) = self.review_any(&token, Some(p)).await?;
+            id.agent = Some(agent);
+            id.agent_token = Some(BearerToken(Arc::new(Zeroizing::new(token))));
+        }
         for p in &self.api_keys {
-            if p.header == http::header::AUTHORIZATION && auth_jwt.is_some() {
+            if p.header == http::header::AUTHORIZATION && auth_bearer.is_some() {
                 continue;
             }
             let Some(raw) = headers.get(&p.header) else {

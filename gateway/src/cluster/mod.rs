@@ -90,6 +90,9 @@ pub async fn start(
         .filter(|p| !p.is_empty())
         .context("--cluster needs the pod name: --pod-name or POD_NAME")?;
     let client = kube_client(args.kubeconfig.as_deref()).await?;
+    let _ = gw.process.token_reviewer.set(Arc::new(
+        crate::authn::token_review::KubeTokenReviewer::new(client.clone()),
+    ));
     tracing::info!(gateway = %id, %pod, %operator, "cluster mode");
 
     let applier = Arc::new(Applier::new(gw, id.clone(), SecretStore::new(client)));
@@ -110,7 +113,8 @@ pub async fn start(
     }))
 }
 
-async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
+/// A Kubernetes client from a kubeconfig, else in-cluster configuration.
+pub(crate) async fn kube_client(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
     let config = match kubeconfig {
         Some(p) => {
             let kc = kube::config::Kubeconfig::read_from(p)
