@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Generate argocd-cm.yaml (an argocd-cm snippet) from the Lua health checks in health/.
 
-Each health/<group>_<Kind>.lua becomes `resource.customizations.health.<group>_<Kind>`.
+Each health/<group>_<Kind>.lua becomes `resource.customizations.health.<group>_<Kind>`; the
+gatehouse.dev ones are followed by the shared core in health/_common.lua (Argo CD has no shared
+Lua modules, so each script must be whole).
 Usage: python3 examples/gitops/argocd/gen_argocd_cm.py [--check]
   --check  exit 1 if argocd-cm.yaml differs from what the .lua files generate (tests/chart runs it)
 """
@@ -38,8 +40,16 @@ data:
 def scripts() -> dict[str, str]:
     """{argocd-cm key: Lua source} for every health/*.lua, in file-name order."""
     out = {}
+    common = (HERE / "health" / "_common.lua").read_text()
+    core = common[common.index("-- BEGIN common"):]
     for path in sorted((HERE / "health").glob("*.lua")):
-        out[f"resource.customizations.health.{path.stem}"] = path.read_text()
+        if path.name.startswith("_"):
+            continue
+        source = path.read_text()
+        # Gatehouse kinds define healthy_message(); the shared core does the rest.
+        if path.stem.startswith("gatehouse.dev_"):
+            source = source.rstrip("\n") + "\n\n" + core
+        out[f"resource.customizations.health.{path.stem}"] = source
     return out
 
 
