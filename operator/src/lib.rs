@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fleet_sync;
 pub mod index;
 pub mod leader;
 pub mod metrics;

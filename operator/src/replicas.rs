@@ -1,14 +1,22 @@
 //! Connected gateway replicas and what each reported (ACK/NACK), shared between the push server
 //! (which writes it) and the status controller (which turns it into `Programmed`).
+//!
+//! Every operator replica serves push streams, but only the leader writes status: each replica
+//! therefore also publishes what its own streams reported ([`crate::fleet_sync`]), and the
+//! leader merges the other replicas' fresh views into its own ([`Fleet::set_remote`]).
 
 use gatehouse_api::config::GatewayId;
 use gatehouse_api::push::StatusReport;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
+/// What one operator replica knows: gateway → pod → replica.
+pub type View = BTreeMap<GatewayId, BTreeMap<String, Replica>>;
+
 /// One replica (pod) of a gateway deployment.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replica {
     /// Open snapshot streams from this pod (normally 0 or 1).
     pub streams: usize,
@@ -47,15 +55,20 @@ pub enum Rollout {
 /// Every known replica of every gateway, with change notifications.
 #[derive(Clone)]
 pub struct Fleet {
-    inner: Arc<Mutex<BTreeMap<GatewayId, BTreeMap<String, Replica>>>>,
+    inner: Arc<Mutex<View>>,
+    /// Other operator replicas' views, by operator identity.
+    remote: Arc<Mutex<BTreeMap<String, View>>>,
     changes: Arc<watch::Sender<u64>>,
+    local_changes: Arc<watch::Sender<u64>>,
 }
 
 impl Default for Fleet {
     fn default() -> Self {
         Self {
             inner: Arc::default(),
+            remote: Arc::default(),
             changes: Arc::new(watch::channel(0).0),
+            local_changes: Arc::new(watch::channel(0).0),
         }
     }
 }
@@ -86,9 +99,31 @@ impl Drop for Connection {
 }
 
 impl Fleet {
-    fn update(&self, f: impl FnOnce(&mut BTreeMap<GatewayId, BTreeMap<String, Replica>>)) {
+    fn update(&self, f: impl FnOnce(&mut View)) {
         f(&mut self.inner.lock().expect("fleet lock"));
         self.changes.send_modify(|n| *n += 1);
+        self.local_changes.send_modify(|n| *n += 1);
+    }
+
+    /// What this operator replica's own streams know (published for the leader).
+    pub fn local_view(&self) -> View {
+        self.inner.lock().expect("fleet lock").clone()
+    }
+
+    /// Replace the other operator replicas' views (only fresh ones should be passed); wakes
+    /// the status controller when anything changed.
+    pub fn set_remote(&self, views: BTreeMap<String, View>) {
+        let mut remote = self.remote.lock().expect("fleet lock");
+        if *remote != views {
+            *remote = views;
+            drop(remote);
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Bumped only when this replica's own streams change (connect, disconnect, report).
+    pub fn subscribe_local(&self) -> watch::Receiver<u64> {
+        self.local_changes.subscribe()
     }
 
     /// Registers an open stream from `pod`; it counts until the returned guard drops.
@@ -129,14 +164,22 @@ impl Fleet {
         recorded
     }
 
-    /// Connected replicas of a gateway, by pod name.
+    /// Connected replicas of a gateway, by pod name: those streaming from this operator
+    /// replica, and those the other operator replicas reported.
     pub fn replicas(&self, id: &GatewayId) -> BTreeMap<String, Replica> {
-        self.inner
+        let mut out = self
+            .inner
             .lock()
             .expect("fleet lock")
             .get(id)
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for view in self.remote.lock().expect("fleet lock").values() {
+            for (pod, r) in view.get(id).into_iter().flatten() {
+                out.entry(pod.clone()).or_insert_with(|| r.clone());
+            }
+        }
+        out
     }
 
     /// Number of connected replicas across all gateways.
@@ -236,5 +279,51 @@ mod tests {
         assert_eq!(fleet.rollout(&id, "v1"), Rollout::Applied { connected: 1 });
         drop(a);
         assert_eq!(fleet.connected(), 0);
+    }
+
+    #[test]
+    fn other_operator_replicas_reports_count_too() {
+        let fleet = Fleet::default();
+        let id = GatewayId::Gateway {
+            key: ObjectKey::new("ns", "gw"),
+        };
+        let _a = fleet.connect(&id, "a");
+        fleet.report(&id, &report("a", "v1", true));
+        // Pod b streams from another operator replica, which published its view.
+        let mut other = View::new();
+        other.entry(id.clone()).or_default().insert(
+            "b".into(),
+            Replica {
+                streams: 1,
+                applied: Some("v0".into()),
+                rejected: None,
+            },
+        );
+        let mut changes = fleet.subscribe();
+        let mut local = fleet.subscribe_local();
+        changes.mark_unchanged();
+        local.mark_unchanged();
+        fleet.set_remote([("operator-2".to_string(), other.clone())].into());
+        assert!(
+            changes.has_changed().unwrap(),
+            "the status controller is woken"
+        );
+        assert!(
+            !local.has_changed().unwrap(),
+            "remote views are not republished"
+        );
+        assert_eq!(
+            fleet.rollout(&id, "v1"),
+            Rollout::Applying {
+                applied: 1,
+                connected: 2
+            }
+        );
+        other.get_mut(&id).unwrap().get_mut("b").unwrap().applied = Some("v1".into());
+        fleet.set_remote([("operator-2".to_string(), other)].into());
+        assert_eq!(fleet.rollout(&id, "v1"), Rollout::Applied { connected: 2 });
+        assert_eq!(fleet.local_view().get(&id).unwrap().len(), 1);
+        fleet.set_remote(BTreeMap::new());
+        assert_eq!(fleet.rollout(&id, "v1"), Rollout::Applied { connected: 1 });
     }
 }

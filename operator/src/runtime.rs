@@ -139,6 +139,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         identity: identity(&settings),
         lease_duration: Duration::from_secs(settings.lease_duration_seconds.max(3)),
     };
+    // Share this replica's gateway ACKs with the leader (and read the others').
+    tokio::spawn(crate::fleet_sync::run(
+        client.clone(),
+        election.namespace.clone(),
+        election.identity.clone(),
+        fleet.clone(),
+    ));
     let (leader_tx, leader) = watch::channel(false);
     tokio::spawn(leader::run(
         client.clone(),
