@@ -6,6 +6,12 @@
 
 #![forbid(unsafe_code)]
 
+// Many small, short-lived allocations on every worker thread: glibc malloc's arena locks showed
+// up as ~30% of profile samples under load (bench/RESULTS.md); jemalloc's thread caches avoid them.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod admin;
 mod audit;
 mod authn;
