@@ -29,24 +29,8 @@ pub struct ProviderHttp {
 impl ProviderHttp {
     /// A client trusting the system's CA roots.
     pub fn new() -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
         Self {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new()).build(outbound_connector(true, None)),
         }
     }
 
@@ -68,6 +52,35 @@ impl ProviderHttp {
         let json = serde_json::from_slice(&body)
             .map_err(|_| format!("{url} answered HTTP {status} with a body that is not JSON"))?;
         Ok((status, json))
+    }
+}
+
+/// An outbound connector trusting the system's CA roots (plain http stays possible: callers
+/// only reach http URLs the configuration allows), with a 5 s connect timeout. Shared by every
+/// outbound client that is not an upstream MCP server (those may carry their own CA bundle).
+pub fn outbound_connector(
+    all_versions: bool,
+    keepalive: Option<Duration>,
+) -> HttpsConnector<HttpConnector> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    http.set_keepalive(keepalive);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if all_versions {
+        builder.enable_all_versions().wrap_connector(http)
+    } else {
+        builder.enable_http1().wrap_connector(http)
     }
 }
 

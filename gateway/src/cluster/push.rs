@@ -135,23 +135,9 @@ impl PushClient {
         token_file: PathBuf,
         heartbeat: Duration,
     ) -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        http.set_keepalive(Some(Duration::from_secs(30)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        // HTTP/1.1 only: the snapshot stream is one long response per connection.
+        let connector =
+            crate::provider_http::outbound_connector(false, Some(Duration::from_secs(30)));
         Self {
             http: Client::builder(TokioExecutor::new()).build(connector),
             operator: operator.trim_end_matches('/').to_string(),
