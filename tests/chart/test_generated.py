@@ -40,7 +40,7 @@ def test_crd_reference_documents_every_field_of_every_kind():
 
 
 def test_dockerfiles_build_one_binary_each_into_a_non_root_distroless_image():
-    for name in ("operator", "gateway"):
+    for name in ("operator", "gateway", "demo-server"):
         text = (REPO / "images" / f"{name}.Dockerfile").read_text()
         stages = [l for l in text.splitlines() if l.startswith("FROM ")]
         assert len(stages) == 2, f"{name}: multi-stage build expected"

@@ -35,6 +35,11 @@ struct Cli {
     /// Path of the MCP endpoint.
     #[arg(long, default_value = "/mcp")]
     path: String,
+    /// A further `Host` header value to accept (repeatable), e.g. the in-cluster Service name
+    /// `demo-mcp.demo.svc:3001` a gateway relays to. Loopback names are always accepted; any
+    /// other host is refused (DNS-rebinding protection of the MCP SDK).
+    #[arg(long = "allowed-host", value_name = "HOST[:PORT]")]
+    allowed_hosts: Vec<String>,
 }
 
 #[tokio::main]
@@ -61,6 +66,9 @@ async fn main() -> anyhow::Result<()> {
         addr.to_string(),
         format!("localhost:{}", addr.port()),
     ];
+    config
+        .allowed_hosts
+        .extend(cli.allowed_hosts.iter().cloned());
     let sessions = LocalSessionManager::default()
         .with_event_store(Arc::new(events::MemoryEventStore::default()));
     let service = StreamableHttpService::new(|| Ok(server::Demo), Arc::new(sessions), config);
