@@ -166,9 +166,53 @@ pub fn service_account_name(id: &GatewayId) -> String {
     }
 }
 
+/// Per-user consent grants in cluster mode: the Secrets a gateway writes and the operator
+/// turns into that gateway's RBAC. One Secret per (CredentialProvider, user), in the provider's
+/// namespace, named [`GRANT_NAME_PREFIX`] + 64 hex digits, of type [`GRANT_SECRET_TYPE`],
+/// labelled with [`GRANT_PROVIDER_LABEL`] (the provider's name) and [`GRANT_GATEWAY_LABEL`]
+/// (the writing deployment, informational), holding only the sealed blob under
+/// [`GRANT_DATA_KEY`].
+pub mod grants {
+    /// The Secret `type` of grant Secrets. Immutable once created, so a gateway cannot turn an
+    /// existing Secret of another type (say, a ServiceAccount token) into a "grant".
+    pub const GRANT_SECRET_TYPE: &str = "gatehouse.dev/sealed-grant";
+    /// Name prefix of grant Secrets.
+    pub const GRANT_NAME_PREFIX: &str = "gatehouse-grant-";
+    /// Label: the name of the CredentialProvider (same namespace) the grant is for.
+    pub const GRANT_PROVIDER_LABEL: &str = "gatehouse.dev/credential-provider";
+    /// Label: the gateway deployment that wrote the grant (`gateway.NS.NAME` /
+    /// `sidecar.NS.SERVER`, or a digest when that is too long for a label value).
+    pub const GRANT_GATEWAY_LABEL: &str = "gatehouse.dev/written-by";
+    /// The data key holding the sealed blob.
+    pub const GRANT_DATA_KEY: &str = "grant";
+
+    /// Whether `name` is a grant Secret's name: the prefix and exactly 64 lowercase hex digits.
+    pub fn is_grant_name(name: &str) -> bool {
+        name.strip_prefix(GRANT_NAME_PREFIX).is_some_and(|hex| {
+            hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grant_names_are_the_prefix_and_a_sha256() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(grants::is_grant_name(&format!("gatehouse-grant-{hex}")));
+        assert!(!grants::is_grant_name(&format!("gatehouse-grant-{hex}0")));
+        assert!(!grants::is_grant_name(&format!(
+            "gatehouse-grant-{}",
+            hex.to_uppercase()
+        )));
+        assert!(!grants::is_grant_name("gatehouse-grant-"));
+        assert!(!grants::is_grant_name(&format!("other-{hex}")));
+    }
 
     #[test]
     fn id_paths_round_trip() {

@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
@@ -48,6 +49,21 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         .with_client_cert_verifier(client_auth)
         .with_single_cert(certs, key)
         .context("TLS certificate and key do not form a valid pair")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A TLS acceptor (HTTP/2 and HTTP/1.1 by ALPN) whose certificate `resolver` picks on every
+/// handshake: cluster mode serves the listener Secret's certificate and swaps it on rotation.
+pub fn tls_acceptor_with(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+) -> anyhow::Result<TlsAcceptor> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client_auth = Arc::new(crate::authn::mtls::OptionalClientCert::new(&provider));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(client_auth)
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -173,19 +189,23 @@ pub async fn handle(
     let elapsed = started.elapsed();
     audit.status = response.status().as_u16();
     audit.latency_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    let server = audit.server.clone().unwrap_or_else(|| "-".into());
-    gw.metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            server: server.clone(),
-            method: method_label(audit.method.as_deref().unwrap_or("-")).to_string(),
-            decision: audit.decision.clone().unwrap_or_else(|| "-".into()),
-            status: audit.status,
-        })
-        .inc();
+    let labels = RequestLabels {
+        server: audit.server.clone().unwrap_or_else(|| "-".into()),
+        method: Cow::Borrowed(method_label(audit.method.as_deref().unwrap_or("-"))),
+        decision: match audit.decision.as_deref() {
+            Some("allow") => Cow::Borrowed("allow"),
+            Some("deny") => Cow::Borrowed("deny"),
+            Some(other) => Cow::Owned(other.to_string()),
+            None => Cow::Borrowed("-"),
+        },
+        status: audit.status,
+    };
+    gw.metrics.requests.get_or_create(&labels).inc();
     gw.metrics
         .latency
-        .get_or_create(&ServerLabels { server })
+        .get_or_create(&ServerLabels {
+            server: labels.server,
+        })
         .observe(elapsed.as_secs_f64());
     match &snapshot {
         Some(s) => gw.audit.write(&s.config.audit, &audit),

@@ -2,6 +2,8 @@
 //! watch for changes, and drain on SIGTERM / Ctrl-C — and for cluster mode (`--cluster`), where
 //! the configuration comes from the operator instead (see `crate::cluster`).
 
+use crate::cluster::tls::{ListenerCert, ListenerMode};
+use crate::credentials::token_store::{FileTokenStore, TokenStore};
 use crate::listener::{self, Handler};
 use crate::reload::{self, Source};
 use crate::session::SessionKeys;
@@ -55,8 +57,10 @@ pub struct RunArgs {
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterArgs,
     /// Directory of per-user consent grants (`oauth2AuthorizationCode` token sets, AES-256-GCM
-    /// encrypted, one file per provider and user). Default:
-    /// `$XDG_STATE_HOME/gatehouse/tokens`, else `~/.local/state/gatehouse/tokens`.
+    /// encrypted, one file per provider and user). Default in local mode:
+    /// `$XDG_STATE_HOME/gatehouse/tokens`, else `~/.local/state/gatehouse/tokens`. Default in
+    /// cluster mode: one Secret per provider and user in the provider's namespace, shared by
+    /// every replica.
     #[arg(long)]
     pub token_store: Option<PathBuf>,
 }
@@ -101,17 +105,22 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let cluster = if args.cluster.cluster {
+        Some(crate::cluster::connect(&args.cluster, args.gateway.clone()).await?)
+    } else {
+        None
+    };
+    let token_store: Arc<dyn TokenStore> = match (&args.token_store, &cluster) {
+        (Some(dir), _) => Arc::new(FileTokenStore::new(dir.clone())),
+        (None, Some(c)) => Arc::new(c.token_store()),
+        (None, None) => Arc::new(FileTokenStore::default_location()),
+    };
     let gw = Arc::new(Gateway::new(Process {
         key_file_keys,
         random_keys: Arc::new(SessionKeys::random()),
         max_body_bytes: args.max_body_bytes,
         provider_http: crate::provider_http::ProviderHttp::new(),
-        grants: Arc::new(crate::credentials::authcode::Grants::new(Arc::new(
-            match &args.token_store {
-                Some(dir) => crate::credentials::token_store::FileTokenStore::new(dir.clone()),
-                None => crate::credentials::token_store::FileTokenStore::default_location(),
-            },
-        ))),
+        grants: Arc::new(crate::credentials::authcode::Grants::new(token_store)),
         token_reviewer: Default::default(),
     }));
     // Local mode with a kubeconfig: TokenReview for `kubernetesServiceAccount` providers.
@@ -134,11 +143,32 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
                 "no valid configuration yet: serving 503 until the manifests are fixed"
             );
         }
+        // A manifest asking for TLS must never be served as plain HTTP. Local mode takes the
+        // certificate from files; the Secret named in the manifest is read in cluster mode.
+        if args.tls_cert.is_none()
+            && let Some(snapshot) = gw.snapshot()
+            && let Some(r) = &snapshot.config.listener.tls
+        {
+            anyhow::bail!(
+                "{} sets spec.listener.tls ({r}), which local mode does not read from Secret manifests: pass --tls-cert and --tls-key (PEM files), or remove spec.listener.tls to serve plain HTTP",
+                snapshot.config.gateway
+            );
+        }
     }
 
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some(listener::tls_acceptor(c, k)?),
-        _ => None,
+    let (tls, listener_mode) = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => (
+            Some(listener::tls_acceptor(c, k)?),
+            ListenerMode::TlsFromFiles,
+        ),
+        _ if args.cluster.listener_tls => {
+            let cert = Arc::new(ListenerCert::default());
+            (
+                Some(listener::tls_acceptor_with(cert.clone())?),
+                ListenerMode::TlsFromSnapshot(cert),
+            )
+        }
+        _ => (None, ListenerMode::Plain),
     };
     let mcp = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -198,13 +228,14 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
             drain,
         )));
     }
-    let watcher = match source {
-        Some(source) => tokio::spawn(reload::watch(
+    let watcher = match (source, cluster) {
+        (Some(source), _) => tokio::spawn(reload::watch(
             gw.clone(),
             source,
             Duration::from_millis(args.poll_ms),
         )),
-        None => crate::cluster::start(gw.clone(), &args.cluster, args.gateway.clone()).await?,
+        (None, Some(cluster)) => cluster.start(gw.clone(), &args.cluster, listener_mode),
+        (None, None) => anyhow::bail!("run needs --manifests DIR or --cluster"),
     };
 
     shutdown_signal().await;

@@ -5,6 +5,7 @@
 //! dropped while parsing), Namespaces (labels, for `allowedNamespaces`), and the Deployments the
 //! operator manages (ready replicas, for `McpGateway` status).
 
+use crate::grant_secrets::GrantSecret;
 use crate::metrics::Metrics;
 use crate::names;
 use crate::secret_keys::SecretKeys;
@@ -19,6 +20,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
@@ -135,6 +137,15 @@ impl Index {
                 })
                 .collect(),
         }
+    }
+
+    /// The per-user consent grant Secrets gateways wrote (see [`GrantSecret::of`]).
+    pub fn grant_secrets(&self) -> BTreeSet<GrantSecret> {
+        self.secrets
+            .state()
+            .iter()
+            .filter_map(|s| GrantSecret::of(s))
+            .collect()
     }
 
     /// The managed Deployment `namespace/name`, if it exists.

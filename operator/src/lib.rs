@@ -9,12 +9,14 @@
 //!   stream gateways connect to), [`status`] (conditions and Events, leader only), [`leader`]
 //!   (Lease), [`metrics`].
 //! - shared state: [`index`] (reflector stores feeding `gatehouse_api::compile`), [`replicas`]
-//!   (connected gateway replicas and their ACK/NACKs), [`secret_keys`], [`names`].
+//!   (connected gateway replicas and their ACK/NACKs), [`secret_keys`], [`grant_secrets`],
+//!   [`names`].
 //! - `gatehouse_api`: types and the pure compiler.
 
 #![forbid(unsafe_code)]
 
 pub mod fleet_sync;
+pub mod grant_secrets;
 pub mod index;
 pub mod leader;
 pub mod metrics;

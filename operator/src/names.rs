@@ -86,12 +86,13 @@ pub fn service_account_user(id: &GatewayId) -> String {
     )
 }
 
-/// The in-cluster URL of a gateway deployment's Service (`http://NAME.NS.svc[:PORT]`).
-pub fn service_url(id: &GatewayId, port: i32) -> String {
+/// The in-cluster URL of a gateway deployment's Service (`http[s]://NAME.NS.svc[:PORT]`).
+pub fn service_url(id: &GatewayId, port: i32, tls: bool) -> String {
     let key = base(id);
-    if port == 80 {
-        format!("http://{}.{}.svc", key.name, key.namespace)
+    let (scheme, default_port) = if tls { ("https", 443) } else { ("http", 80) };
+    if port == default_port {
+        format!("{scheme}://{}.{}.svc", key.name, key.namespace)
     } else {
-        format!("http://{}.{}.svc:{port}", key.name, key.namespace)
+        format!("{scheme}://{}.{}.svc:{port}", key.name, key.namespace)
     }
 }

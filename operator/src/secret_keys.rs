@@ -23,6 +23,9 @@ pub struct SecretKeys {
         skip_serializing
     )]
     pub keys: BTreeSet<String>,
+    /// The Secret's `type` (immutable): tells per-user grant Secrets from all others.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
 }
 
 fn key_names<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<String>, D::Error> {
@@ -113,6 +116,7 @@ mod tests {
         );
         let debug = format!("{s:?}");
         assert!(!debug.contains("c3VwZXItc2VjcmV0"), "{debug}");
+        assert_eq!(s.type_.as_deref(), Some("Opaque"));
         let none: SecretKeys = serde_json::from_str(r#"{"metadata":{"name":"s"}}"#).unwrap();
         assert!(none.keys.is_empty());
         let null: SecretKeys =

@@ -3,6 +3,7 @@
 //! and publish the result. Consumers (push, workloads, status) see every [`Published`]; `changed`
 //! names the gateways whose snapshot differs from the previous publication.
 
+use crate::grant_secrets::GrantSecret;
 use crate::index::Index;
 use crate::metrics::Metrics;
 use gatehouse_api::config::{GatewayConfig, GatewayId};
@@ -21,6 +22,8 @@ pub struct Published {
     pub resources: Arc<Resources>,
     /// The result.
     pub compiled: Arc<Compiled>,
+    /// Per-user consent grant Secrets, for the gateways' Roles.
+    pub grant_secrets: Arc<BTreeSet<GrantSecret>>,
     /// Gateways whose snapshot is new or has a new version.
     pub changed: BTreeSet<GatewayId>,
     /// Gateways that had a snapshot before and have none now.
@@ -79,6 +82,7 @@ pub async fn run(
     let mut seq = 0;
     loop {
         let resources = index.resources();
+        let grant_secrets = index.grant_secrets();
         let started = Instant::now();
         let compiled = gatehouse_api::compile(&resources);
         let took = started.elapsed();
@@ -100,6 +104,7 @@ pub async fn run(
             seq,
             resources: Arc::new(resources),
             compiled: Arc::new(compiled),
+            grant_secrets: Arc::new(grant_secrets),
             changed,
             removed,
             at: Some(Instant::now()),

@@ -111,6 +111,7 @@ pub fn published(yaml: &str) -> Published {
         changed: compiled.gateways.keys().cloned().collect(),
         resources: Arc::new(res),
         compiled: Arc::new(compiled),
+        grant_secrets: Default::default(),
         removed: Default::default(),
         at: None,
     }

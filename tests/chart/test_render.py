@@ -247,7 +247,9 @@ def test_rbac_has_no_wildcards_or_privilege_escalation(default):
     assert not [r for r in rows if "*" in r]
     assert not [r for r in rows if r[2] in ("escalate", "bind", "impersonate")]
     secret_verbs = {v for g, r, v, _ in rows if r == "secrets"}
-    assert secret_verbs == {"get", "list", "watch"}
+    # create/update/delete only so the operator may grant them to gateways for per-user grant
+    # Secrets (README "Per-user grant Secrets"); never anything broader.
+    assert secret_verbs == {"get", "list", "watch", "create", "update", "delete"}
     assert not [r for r in rows if r[1] in ("pods", "clusterroles", "clusterrolebindings", "nodes")]
     assert {(r[1], r[2]) for r in rows if r[3] == "namespace"} == {
         ("leases", "get"), ("leases", "create"), ("leases", "update")

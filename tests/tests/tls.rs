@@ -66,3 +66,43 @@ async fn mcp_over_tls_with_http2() -> anyhow::Result<()> {
     assert!(untrusting.get(gw.route("/mcp/demo")).send().await.is_err());
     Ok(())
 }
+
+/// A manifest directory whose McpGateway asks for TLS (`spec.listener.tls`) is refused at start
+/// in local mode without `--tls-cert`/`--tls-key` — never served as plain HTTP.
+#[test]
+fn a_gateway_asking_for_tls_is_never_served_as_plain_http() -> anyhow::Result<()> {
+    let key = KeyPair::generate()?;
+    let cert = CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
+    let scratch = Scratch::quickstart("http://127.0.0.1:9/mcp")?;
+    let gateway = std::fs::read_to_string(scratch.manifests().join("gateway.yaml"))?;
+    assert!(gateway.contains("    port: 8080\n"));
+    let indent = |pem: String| pem.replace('\n', "\n    ");
+    scratch.write_manifest(
+        "gateway.yaml",
+        &format!(
+            "{}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: local-tls, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n    {}\n  tls.key: |\n    {}\n",
+            gateway.replace(
+                "    port: 8080\n",
+                "    port: 8080\n    tls:\n      secretRef: {name: local-tls}\n"
+            ),
+            indent(cert.pem()).trim_end(),
+            indent(key.serialize_pem()).trim_end(),
+        ),
+    )?;
+    let out = std::process::Command::new(gatehouse_tests::procs::binary("gatehouse-gateway"))
+        .args(["run", "--manifests"])
+        .arg(scratch.manifests())
+        .args(["--listen", "127.0.0.1:0"])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it started: {stderr}");
+    assert!(
+        stderr.contains("sets spec.listener.tls") && stderr.contains("--tls-cert"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "nothing was served"
+    );
+    Ok(())
+}

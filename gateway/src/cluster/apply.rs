@@ -2,10 +2,17 @@
 //! build the snapshot, swap it in atomically — or reject it and keep serving the previous one.
 //! Secret rotations rebuild the served configuration (and retry one rejected for want of a
 //! Secret) without a restart.
+//!
+//! With listener TLS from the snapshot ([`ListenerMode::TlsFromSnapshot`]) the certificate is
+//! part of what is built: a configuration whose TLS Secret is missing or invalid is rejected
+//! like one missing any other Secret, and a rotation to a broken certificate keeps serving the
+//! previous one (and says so in the log and `reload_failures`).
 
 use super::secrets::{SecretStore, keys_of};
-use crate::state::{Gateway, Snapshot};
+use super::tls::{ListenerMode, certified_key};
+use crate::state::{Gateway, SecretValues, Snapshot};
 use gatehouse_api::config::{GatewayConfig, GatewayId};
+use rustls::sign::CertifiedKey;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +26,15 @@ pub struct Applier {
     gw: Arc<Gateway>,
     id: GatewayId,
     secrets: SecretStore,
+    listener: ListenerMode,
     state: tokio::sync::Mutex<State>,
+}
+
+/// A configuration ready to serve: its snapshot and, for a TLS listener fed from the snapshot,
+/// its certificate.
+struct Built {
+    snapshot: Snapshot,
+    cert: Option<Arc<CertifiedKey>>,
 }
 
 #[derive(Default)]
@@ -56,13 +71,62 @@ impl Rejection {
 
 impl Applier {
     /// An applier for `gw`, serving the configuration of `id`, reading Secrets through
-    /// `secrets`.
-    pub fn new(gw: Arc<Gateway>, id: GatewayId, secrets: SecretStore) -> Self {
+    /// `secrets`, for a listener started as `listener`.
+    pub fn new(
+        gw: Arc<Gateway>,
+        id: GatewayId,
+        secrets: SecretStore,
+        listener: ListenerMode,
+    ) -> Self {
         Self {
             gw,
             id,
             secrets,
+            listener,
             state: Default::default(),
+        }
+    }
+
+    /// Build `config` from `values`: the snapshot, and the listener certificate when this
+    /// listener serves the snapshot's. Problems are sentences without Secret values.
+    fn build(&self, config: &GatewayConfig, values: &SecretValues) -> Result<Built, Vec<String>> {
+        let mut problems = Vec::new();
+        let cert = match (&config.listener.tls, &self.listener) {
+            (Some(r), ListenerMode::TlsFromSnapshot(_)) => match certified_key(r, values) {
+                Ok(c) => Some(c),
+                Err(p) => {
+                    problems.push(p);
+                    None
+                }
+            },
+            (Some(r), ListenerMode::Plain) => {
+                problems.push(format!(
+                    "spec.listener.tls names Secret {}/{}, but this gateway process serves plain HTTP \
+                     (started without --listener-tls); restart it with the operator's current \
+                     Deployment",
+                    r.namespace, r.name
+                ));
+                None
+            }
+            (None, ListenerMode::TlsFromSnapshot(_)) => {
+                problems.push(
+                    "this gateway process serves HTTPS with the certificate of \
+                     spec.listener.tls (--listener-tls), but the configuration has no \
+                     spec.listener.tls; restart it with the operator's current Deployment"
+                        .to_string(),
+                );
+                None
+            }
+            (_, ListenerMode::TlsFromFiles) | (None, ListenerMode::Plain) => None,
+        };
+        let snapshot = Snapshot::build_with(config.clone(), values, &self.gw.process);
+        match snapshot {
+            Ok(snapshot) if problems.is_empty() => Ok(Built { snapshot, cert }),
+            Ok(_) => Err(problems),
+            Err(more) => {
+                problems.extend(more);
+                Err(problems)
+            }
         }
     }
 
@@ -132,9 +196,9 @@ impl Applier {
         }
         let generation = self.secrets.generation();
         let values = self.secrets.values_for(&config.secrets);
-        match Snapshot::build_with(config.clone(), &values, &self.gw.process) {
-            Ok(snapshot) => {
-                self.swap(snapshot, "configuration applied");
+        match self.build(&config, &values) {
+            Ok(built) => {
+                self.swap(built, "configuration applied");
                 st.applied = Some(config.clone());
                 st.built_at = generation;
                 // Only the served configuration's Secrets stay watched.
@@ -158,11 +222,8 @@ impl Applier {
         let retry = st.latest.clone().filter(|l| st.applied.as_ref() != Some(l));
         if let Some(config) = retry {
             let values = self.secrets.values_for(&config.secrets);
-            if let Ok(snapshot) = Snapshot::build_with(config.clone(), &values, &self.gw.process) {
-                self.swap(
-                    snapshot,
-                    "Secrets changed: rejected configuration now applied",
-                );
+            if let Ok(built) = self.build(&config, &values) {
+                self.swap(built, "Secrets changed: rejected configuration now applied");
                 let version = config.version.clone();
                 st.applied = Some(config);
                 st.built_at = generation;
@@ -171,9 +232,9 @@ impl Applier {
         }
         let config = st.applied.clone()?;
         let values = self.secrets.values_for(&config.secrets);
-        match Snapshot::build_with(config.clone(), &values, &self.gw.process) {
-            Ok(snapshot) => {
-                self.swap(snapshot, "Secrets changed: configuration rebuilt");
+        match self.build(&config, &values) {
+            Ok(built) => {
+                self.swap(built, "Secrets changed: configuration rebuilt");
                 st.built_at = generation;
             }
             Err(problems) => {
@@ -189,7 +250,12 @@ impl Applier {
         None
     }
 
-    fn swap(&self, snapshot: Snapshot, what: &str) {
+    fn swap(&self, built: Built, what: &str) {
+        let Built { snapshot, cert } = built;
+        // The certificate first: a configuration never serves before its certificate does.
+        if let (Some(cert), ListenerMode::TlsFromSnapshot(served)) = (cert, &self.listener) {
+            served.install(cert);
+        }
         tracing::info!(
             version = %snapshot.config.version,
             gateway = %snapshot.config.gateway,

@@ -3,11 +3,17 @@
 //!
 //! Data flow: snapshot file (last known good, at start) and push stream → [`apply::Applier`]
 //! (reads the Secrets the configuration names, builds the snapshot, swaps it in) → ACK/NACK to
-//! the operator. Secret rotations rebuild the served configuration in place.
+//! the operator. Secret rotations rebuild the served configuration in place — including the
+//! listener's TLS certificate ([`tls`]).
+//!
+//! Per-user consent grants are stored as Secrets
+//! ([`SecretTokenStore`](crate::credentials::token_store::SecretTokenStore)) through the same
+//! Kubernetes client, unless `--token-store DIR` names a directory.
 
 mod apply;
 mod push;
 mod secrets;
+pub mod tls;
 
 use anyhow::Context;
 use apply::Applier;
@@ -19,7 +25,9 @@ use secrets::SecretStore;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tls::ListenerMode;
 
+use crate::credentials::token_store::SecretTokenStore;
 use crate::state::Gateway;
 
 /// Arguments of `run --cluster`.
@@ -54,15 +62,26 @@ pub struct ClusterArgs {
     /// them is reconnected.
     #[arg(long, default_value_t = HEARTBEAT_INTERVAL_SECONDS, hide = true)]
     pub operator_heartbeat_seconds: u64,
+    /// Cluster mode: serve HTTPS only, with the certificate of the snapshot's
+    /// `spec.listener.tls` Secret (read and watched like every referenced Secret; rotations
+    /// apply to new connections without a restart). The operator sets it when the McpGateway
+    /// asks for TLS. Until a valid certificate is loaded no handshake completes and the gateway
+    /// is not ready; it never falls back to plain HTTP.
+    #[arg(long, requires = "cluster", conflicts_with = "tls_cert")]
+    pub listener_tls: bool,
 }
 
-/// Validate the cluster-mode arguments, connect to the Kubernetes API, and start applying
-/// configurations: the snapshot file first, then the operator's stream, forever.
-pub async fn start(
-    gw: Arc<Gateway>,
-    args: &ClusterArgs,
-    gateway: Option<ObjectKey>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// Cluster mode, connected: which deployment this process serves, as which pod, and the
+/// Kubernetes client it reads Secrets (and stores consent grants) with.
+pub struct Cluster {
+    id: GatewayId,
+    operator: String,
+    pod: String,
+    client: kube::Client,
+}
+
+/// Validate the cluster-mode arguments and connect to the Kubernetes API.
+pub async fn connect(args: &ClusterArgs, gateway: Option<ObjectKey>) -> anyhow::Result<Cluster> {
     let id = match (gateway, &args.sidecar) {
         (Some(key), None) => GatewayId::Gateway { key },
         (None, Some(server)) => GatewayId::Sidecar {
@@ -90,27 +109,60 @@ pub async fn start(
         .filter(|p| !p.is_empty())
         .context("--cluster needs the pod name: --pod-name or POD_NAME")?;
     let client = kube_client(args.kubeconfig.as_deref()).await?;
-    let _ = gw.process.token_reviewer.set(Arc::new(
-        crate::authn::token_review::KubeTokenReviewer::new(client.clone()),
-    ));
-    tracing::info!(gateway = %id, %pod, %operator, "cluster mode");
-
-    let applier = Arc::new(Applier::new(gw, id.clone(), SecretStore::new(client)));
-    let push = Arc::new(PushClient::new(
-        &operator,
+    Ok(Cluster {
         id,
+        operator,
         pod,
-        args.token_file.clone(),
-        Duration::from_secs(args.operator_heartbeat_seconds.max(1)),
-    ));
-    let snapshot_file = PathBuf::from(&args.snapshot_file);
-    Ok(tokio::spawn(async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(last_known_good(applier.clone(), snapshot_file));
-        tasks.spawn(rotations(applier.clone(), push.clone()));
-        tasks.spawn(push.run(applier));
-        while tasks.join_next().await.is_some() {}
-    }))
+        client,
+    })
+}
+
+impl Cluster {
+    /// Consent grants as Secrets in each CredentialProvider's namespace.
+    pub fn token_store(&self) -> SecretTokenStore {
+        SecretTokenStore::new(self.client.clone(), &self.id)
+    }
+
+    /// Start applying configurations to `gw`, whose MCP listener was started as `listener`:
+    /// the snapshot file first, then the operator's stream, forever.
+    pub fn start(
+        self,
+        gw: Arc<Gateway>,
+        args: &ClusterArgs,
+        listener: ListenerMode,
+    ) -> tokio::task::JoinHandle<()> {
+        let Cluster {
+            id,
+            operator,
+            pod,
+            client,
+        } = self;
+        let _ = gw.process.token_reviewer.set(Arc::new(
+            crate::authn::token_review::KubeTokenReviewer::new(client.clone()),
+        ));
+        tracing::info!(gateway = %id, %pod, %operator, ?listener, "cluster mode");
+        let applier = Arc::new(Applier::new(
+            gw,
+            id.clone(),
+            SecretStore::new(client),
+            listener,
+        ));
+        let push = Arc::new(PushClient::new(
+            &operator,
+            id,
+            pod,
+            args.token_file.clone(),
+            Duration::from_secs(args.operator_heartbeat_seconds.max(1)),
+        ));
+        let snapshot_file = PathBuf::from(&args.snapshot_file);
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            tasks.spawn(last_known_good(applier.clone(), snapshot_file));
+            tasks.spawn(rotations(applier.clone(), push.clone()));
+            tasks.spawn(push.run(applier));
+            while tasks.join_next().await.is_some() {}
+        })
+    }
 }
 
 /// A Kubernetes client from a kubeconfig, else in-cluster configuration.

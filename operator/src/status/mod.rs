@@ -117,7 +117,7 @@ impl StatusKind for McpServer {
             };
             let snap = i.published.snapshot(&id)?;
             let path = &snap.servers.first()?.path;
-            let port = i
+            let (port, tls) = i
                 .published
                 .resources
                 .gateways
@@ -133,12 +133,12 @@ impl StatusKind for McpServer {
                                     .unwrap_or(&key.namespace),
                             )
                 })
-                .map(|g| g.spec.service.port)
-                .unwrap_or(80);
+                .map(|g| (g.spec.service.port, g.spec.listener.tls.is_some()))
+                .unwrap_or((80, false));
             let base = w
                 .public_url
                 .clone()
-                .unwrap_or_else(|| names::service_url(&id, port));
+                .unwrap_or_else(|| names::service_url(&id, port, tls));
             Some(format!("{}{path}", base.trim_end_matches('/')))
         });
         if let Some(url) = url {

@@ -10,6 +10,7 @@
 pub mod objects;
 pub mod rbac;
 
+use crate::grant_secrets::GrantSecret;
 use crate::metrics::Metrics;
 use crate::names;
 use crate::snapshots::Published;
@@ -175,7 +176,7 @@ pub fn desired(p: &Published, s: &Settings) -> Desired {
             gateway: Some(&gw.spec),
             snapshot: p.snapshot(&id),
         };
-        deployment_objects(&params, None, s, &mut out);
+        deployment_objects(&params, None, s, &p.grant_secrets, &mut out);
     }
     for srv in &res.servers {
         let Some(w) = &srv.spec.workload else {
@@ -200,7 +201,7 @@ pub fn desired(p: &Published, s: &Settings) -> Desired {
             gateway: gateways.get(&gw_key).map(|g| &g.spec),
             snapshot: p.snapshot(&id),
         };
-        deployment_objects(&params, Some(w), s, &mut out);
+        deployment_objects(&params, Some(w), s, &p.grant_secrets, &mut out);
     }
     out.objects.sort_by_key(|o| o.id.kind);
     out
@@ -210,14 +211,20 @@ fn deployment_objects(
     p: &GatewayParams,
     workload: Option<&gatehouse_api::server::Workload>,
     s: &Settings,
+    grant_secrets: &BTreeSet<GrantSecret>,
     out: &mut Desired,
 ) {
     out.objects.push(objects::service_account(p));
     match p.snapshot {
         Some(snapshot) => {
             out.objects.push(objects::snapshot_config_map(p, snapshot));
-            out.objects
-                .extend(rbac::objects(p.id, Some(p.owner), p.owner_kind, snapshot));
+            out.objects.extend(rbac::objects(
+                p.id,
+                Some(p.owner),
+                p.owner_kind,
+                snapshot,
+                grant_secrets,
+            ));
         }
         None => {
             out.keep.insert(names::deployment_label(p.id));

@@ -33,6 +33,20 @@ impl GatewayParams<'_> {
             .unwrap_or(8080)
     }
 
+    /// Whether the listener serves HTTPS with the certificate of `spec.listener.tls`: the
+    /// snapshot says, or (when it did not compile) the McpGateway spec.
+    pub fn listener_tls(&self) -> bool {
+        self.snapshot
+            .map(|s| s.listener.tls.is_some())
+            .or(self.gateway.map(|g| g.listener.tls.is_some()))
+            .unwrap_or(false)
+    }
+
+    /// Name (and `appProtocol`) of the listener's container and Service port.
+    pub fn listener_port_name(&self) -> &'static str {
+        if self.listener_tls() { "https" } else { "http" }
+    }
+
     /// Port of the Service in front of it.
     pub fn service_port(&self) -> i32 {
         self.gateway.map(|g| g.service.port).unwrap_or(80)
@@ -95,18 +109,35 @@ pub fn gateway_container(p: &GatewayParams, s: &Settings) -> Value {
             .map(|r| serde_json::to_value(r).expect("resources serialize")),
         GatewayId::Sidecar { .. } => None,
     };
+    // Probes use the admin listener, which is plain HTTP on its own port whether or not the MCP
+    // listener serves TLS; with TLS, `/readyz` stays 503 until the certificate is loaded.
     let probe = |path: &str| {
-        json!({"httpGet": {"path": path, "port": "admin"}, "periodSeconds": 5,
+        json!({"httpGet": {"path": path, "port": "admin", "scheme": "HTTP"}, "periodSeconds": 5,
                "timeoutSeconds": 2, "failureThreshold": 3})
     };
+    let mut args = vec![
+        json!("run"),
+        json!("--cluster"),
+        json!(flag),
+        json!(which),
+        json!("--operator"),
+        json!(s.push_url),
+        json!("--listen"),
+        json!(format!("0.0.0.0:{port}")),
+        json!("--admin-listen"),
+        json!(format!("0.0.0.0:{}", names::ADMIN_PORT)),
+    ];
+    if p.listener_tls() {
+        // Fixed when the listener binds; a change of spec.listener.tls re-renders the args and
+        // so rolls the pods.
+        args.push(json!("--listener-tls"));
+    }
     json!({
         "name": "gatehouse",
         "image": image,
-        "args": ["run", "--cluster", flag, which, "--operator", s.push_url,
-                 "--listen", format!("0.0.0.0:{port}"),
-                 "--admin-listen", format!("0.0.0.0:{}", names::ADMIN_PORT)],
+        "args": args,
         "ports": [
-            {"name": "http", "containerPort": port, "protocol": "TCP"},
+            {"name": p.listener_port_name(), "containerPort": port, "protocol": "TCP"},
             {"name": "admin", "containerPort": names::ADMIN_PORT, "protocol": "TCP"},
         ],
         "env": [
@@ -235,8 +266,9 @@ pub fn service(p: &GatewayParams) -> DesiredObject {
             "spec": {
                 "type": type_,
                 "selector": names::selector_labels(p.id),
-                "ports": [{"name": "http", "port": p.service_port(),
-                           "targetPort": "http", "protocol": "TCP"}],
+                "ports": [{"name": p.listener_port_name(), "port": p.service_port(),
+                           "targetPort": p.listener_port_name(), "protocol": "TCP",
+                           "appProtocol": p.listener_port_name()}],
             },
         }),
     )

@@ -196,7 +196,13 @@ async fn a_gateway_without_secrets_gets_a_role_without_rules() {
         .unwrap()
         .clone();
     snapshot.secrets.clear();
-    let objs = rbac::objects(&snapshot.gateway, None, "McpGateway", &snapshot);
+    let objs = rbac::objects(
+        &snapshot.gateway,
+        None,
+        "McpGateway",
+        &snapshot,
+        &Default::default(),
+    );
     // an empty resourceNames would grant every Secret: no rule at all instead
     assert_eq!(objs[0].body["rules"], json!([]));
 }
@@ -257,4 +263,177 @@ async fn cleanup_prunes_roles_nobody_wants() {
         )
     );
     assert_eq!(delete[0].body["propagationPolicy"], "Background");
+}
+
+/// [`GATEWAY`] whose policy's credential is the `oauth2AuthorizationCode` provider `saas`.
+fn with_consent() -> String {
+    GATEWAY.replace(
+        "targets: [{server: demo, credentialProvider: cred}]",
+        "targets: [{server: demo, credentialProvider: saas}]",
+    ) + r#"
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: CredentialProvider
+metadata: {name: saas, namespace: default}
+spec:
+  oauth2AuthorizationCode:
+    authorizationUrl: https://saas.example/authorize
+    tokenUrl: https://saas.example/token
+    clientId: gatehouse
+    clientSecretRef: {name: saas-app, key: client-secret}
+    encryptionKeySecretRef: {name: saas-app, key: token-encryption-key}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: saas-app, namespace: default}
+stringData: {client-secret: s, token-encryption-key: k}
+"#
+}
+
+/// A Secret as the operator's watch delivers it (key names only).
+fn mk_watched_secret(ns: &str, name: &str, type_: &str, provider: &str) -> GrantSecret {
+    let keys: crate::secret_keys::SecretKeys = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns,
+                     "labels": {"gatehouse.dev/credential-provider": provider}},
+        "type": type_, "data": {"grant": "AQID"},
+    }))
+    .unwrap();
+    GrantSecret::of(&keys).unwrap_or(GrantSecret {
+        namespace: "not-a-grant".into(),
+        provider: provider.into(),
+        name: name.into(),
+    })
+}
+
+#[tokio::test]
+async fn the_role_follows_the_grant_secrets_of_the_gateways_consent_providers() {
+    let before = desired(&published(&with_consent()), &settings());
+    let grant = |n: char| format!("gatehouse-grant-{}", n.to_string().repeat(64));
+    let mut p = published(&with_consent());
+    p.grant_secrets = Arc::new(
+        [
+            // alice's and bob's grants for `saas`: listed
+            mk_watched_secret("default", &grant('a'), "gatehouse.dev/sealed-grant", "saas"),
+            mk_watched_secret("default", &grant('b'), "gatehouse.dev/sealed-grant", "saas"),
+            // another provider's grant in the same namespace: not this gateway's
+            mk_watched_secret(
+                "default",
+                &grant('c'),
+                "gatehouse.dev/sealed-grant",
+                "other",
+            ),
+            // a namespace this gateway's providers do not live in
+            mk_watched_secret("team-b", &grant('d'), "gatehouse.dev/sealed-grant", "saas"),
+            // a ServiceAccount token labelled and named like a grant: its type gives it away
+            mk_watched_secret(
+                "default",
+                &grant('e'),
+                "kubernetes.io/service-account-token",
+                "saas",
+            ),
+        ]
+        .into(),
+    );
+    let after = desired(&p, &settings());
+    let (client, mut handle) = mock_client();
+    let mut applier = Applier::new(client, Arc::new(Metrics::new()));
+    for o in &before.objects {
+        applier.applied.insert(o.id.clone(), digest(&o.body));
+    }
+    applier.last_ids = Some(before.objects.iter().map(|o| o.id.clone()).collect());
+    let server = tokio::spawn(async move { answer(&mut handle, 200, None).await });
+    assert_eq!(applier.reconcile(&after).await, 0);
+    // Exactly one call: the Role; nothing else changed.
+    let role = server.await.unwrap();
+    assert_eq!(role.method, "PATCH");
+    assert_eq!(
+        role.uri,
+        format!(
+            "{}/gw-gatehouse{APPLY}",
+            collection(ManagedKind::Role, Some("default"))
+        )
+    );
+    assert_eq!(role.content_type, "application/apply-patch+yaml");
+    assert_eq!(
+        role.body["rules"],
+        json!([
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "watch", "list"],
+             "resourceNames": ["api-keys", "saas-app"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "update", "delete"],
+             "resourceNames": [grant('a'), grant('b')]},
+        ])
+    );
+    // Before any grant exists: `create` only.
+    let role_before = before
+        .objects
+        .iter()
+        .find(|o| o.id.kind == ManagedKind::Role)
+        .unwrap();
+    assert_eq!(
+        role_before.body["rules"][1],
+        json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]})
+    );
+    assert_eq!(role_before.body["rules"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_tls_listener_is_rendered_as_https_with_the_listener_tls_flag() {
+    let yaml = GATEWAY.replace(
+        "  trustProviders: [keys]\n",
+        "  trustProviders: [keys]\n  listener: {port: 8443, tls: {secretRef: {name: gw-tls}}}\n",
+    ) + r#"
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: gw-tls, namespace: default}
+type: kubernetes.io/tls
+stringData: {tls.crt: c, tls.key: k}
+"#;
+    let d = desired(&published(&yaml), &settings());
+    let body = |kind: ManagedKind| {
+        &d.objects
+            .iter()
+            .find(|o| o.id.kind == kind)
+            .expect("rendered")
+            .body
+    };
+    let c = &body(ManagedKind::Deployment)["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args.last(), Some(&"--listener-tls"), "{args:?}");
+    assert!(args.contains(&"0.0.0.0:8443"), "{args:?}");
+    assert_eq!(
+        c["ports"][0],
+        json!({"name": "https", "containerPort": 8443, "protocol": "TCP"})
+    );
+    // Probes stay on the plain-HTTP admin port.
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "admin", "scheme": "HTTP"})
+    );
+    assert_eq!(
+        body(ManagedKind::Service)["spec"]["ports"],
+        json!([{"name": "https", "port": 80, "targetPort": "https", "protocol": "TCP",
+                "appProtocol": "https"}])
+    );
+    // The gateway may read its certificate Secret.
+    assert_eq!(
+        body(ManagedKind::Role)["rules"][0]["resourceNames"],
+        json!(["api-keys", "cred", "gw-tls"])
+    );
+    // Without TLS: no flag, http everywhere.
+    let plain = desired(&published(GATEWAY), &settings());
+    let dep = plain
+        .objects
+        .iter()
+        .find(|o| o.id.kind == ManagedKind::Deployment)
+        .unwrap();
+    let c = &dep.body["spec"]["template"]["spec"]["containers"][0];
+    assert!(!c["args"].to_string().contains("--listener-tls"));
+    assert_eq!(c["ports"][0]["name"], "http");
 }

@@ -1,3 +1,4 @@
+#![allow(dead_code)]
 //! The cluster-mode flow's processes and fixtures: the operator on a fixed push port, a
 //! `gatehouse-gateway run --cluster` process started with the Deployment's arguments, the
 //! manifests applied along the way, and an MCP `whoami` probe.
@@ -127,6 +128,8 @@ pub async fn operator_on(kubeconfig: &Path, push: SocketAddr) -> Operator {
 pub struct ClusterGateway {
     /// The demo server's route, `http://127.0.0.1:PORT/mcp/demo`.
     pub mcp: String,
+    /// The MCP listener's base URL.
+    pub base: String,
     /// The admin listener's base URL.
     pub admin: String,
     child: ChildGuard,
@@ -141,10 +144,60 @@ impl ClusterGateway {
         pod: &str,
         log: &Path,
     ) -> Self {
+        Self::start_with(
+            kubeconfig,
+            operator,
+            token_file,
+            snapshot_file,
+            pod,
+            log,
+            &[],
+        )
+    }
+
+    /// [`start`](Self::start) with more arguments (e.g. `--listener-tls`, as the Deployment
+    /// renders it for a TLS listener).
+    pub fn start_with(
+        kubeconfig: &Path,
+        operator: SocketAddr,
+        token_file: &Path,
+        snapshot_file: &Path,
+        pod: &str,
+        log: &Path,
+        extra: &[&str],
+    ) -> Self {
+        Self::start_as(
+            "default/local",
+            "127.0.0.1:0",
+            kubeconfig,
+            operator,
+            token_file,
+            snapshot_file,
+            pod,
+            log,
+            extra,
+        )
+    }
+
+    /// [`start_with`](Self::start_with) for the McpGateway `gateway` (`NS/NAME`), listening on
+    /// `listen`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_as(
+        gateway: &str,
+        listen: &str,
+        kubeconfig: &Path,
+        operator: SocketAddr,
+        token_file: &Path,
+        snapshot_file: &Path,
+        pod: &str,
+        log: &Path,
+        extra: &[&str],
+    ) -> Self {
         let mut child = Command::new(procs::binary("gatehouse-gateway"))
-            .args(["run", "--cluster", "--gateway", "default/local"])
+            .args(["run", "--cluster", "--gateway", gateway])
+            .args(extra)
             .args(["--operator", &format!("http://{operator}")])
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--listen", listen, "--admin-listen", "127.0.0.1:0"])
             .arg("--token-file")
             .arg(token_file)
             .arg("--snapshot-file")
@@ -181,6 +234,7 @@ impl ClusterGateway {
         };
         Self {
             mcp: format!("{}/mcp/demo", find("mcp ")),
+            base: find("mcp "),
             admin: find("admin "),
             child,
         }
