@@ -155,6 +155,9 @@ pub enum TrustMethod {
         required_scopes: Vec<String>,
         /// Clock skew in seconds.
         clock_skew_seconds: u64,
+        /// Browser sign-in at the gateway (consent links), if configured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        browser_login: Option<BrowserLoginConfig>,
     },
     /// Kubernetes ServiceAccount tokens.
     #[serde(rename_all = "camelCase")]
@@ -185,6 +188,17 @@ pub enum TrustMethod {
         /// Header carrying the key.
         header: String,
     },
+}
+
+/// The gateway's OAuth client at an OIDC issuer, for browser sign-in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrowserLoginConfig {
+    /// Client id.
+    pub client_id: String,
+    /// Client secret, for a confidential client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
 }
 
 /// An upstream server.
@@ -316,10 +330,15 @@ pub enum CredentialSource {
     /// Per-user authorization code + PKCE.
     #[serde(rename_all = "camelCase")]
     OAuth2AuthorizationCode {
-        /// Authorization endpoint.
-        authorization_url: String,
-        /// Token endpoint.
-        token_url: String,
+        /// Authorization endpoint, when named rather than discovered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authorization_url: Option<String>,
+        /// Token endpoint, when named rather than discovered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_url: Option<String>,
+        /// Discover the endpoints from the upstream's protected-resource metadata.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        discovery: Option<AuthorizationServerDiscovery>,
         /// Client id.
         client_id: String,
         /// Client secret.
@@ -345,6 +364,22 @@ pub enum CredentialSource {
         /// Lifetime in seconds.
         ttl_seconds: u64,
     },
+}
+
+/// Where a gateway discovers an `oauth2AuthorizationCode` provider's authorization server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizationServerDiscovery {
+    /// The McpServer whose protected-resource metadata is read.
+    pub server: ObjectKey,
+    /// Its upstream URL: the protected resource.
+    pub resource_url: String,
+    /// The authorization server to pick from the metadata; `None` = the first listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Whether discovered URLs may be plain http or reach non-public addresses.
+    #[serde(default)]
+    pub allow_private_networks: bool,
 }
 
 /// A compiled AccessPolicy, as it travels to gateways.

@@ -210,17 +210,47 @@ pub struct OAuth2TokenExchange {
 }
 
 /// Per-user consent with the authorization code grant and PKCE.
+///
+/// The provider's endpoints are either named (`authorizationUrl` and `tokenUrl`) or discovered
+/// (`discovery`) from the upstream McpServer's OAuth protected-resource metadata.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(validation = kube::core::Rule::new("has(self.discovery) ? !has(self.authorizationUrl) && !has(self.tokenUrl) : has(self.authorizationUrl) && has(self.tokenUrl)").message("set either authorizationUrl and tokenUrl, or discovery (not both)"))]
 pub struct OAuth2AuthorizationCode {
-    /// Authorization endpoint URL.
+    /// Authorization endpoint URL. Set together with `tokenUrl`, or leave both out and set
+    /// `discovery`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self.startsWith('https://') || self.startsWith('http://localhost') || self.startsWith('http://127.0.0.1')").message("authorizationUrl must be an https:// URL (plain http only for localhost)"))]
     #[schemars(length(max = 2048))]
-    pub authorization_url: String,
-    /// Token endpoint URL.
+    pub authorization_url: Option<String>,
+    /// Token endpoint URL. Set together with `authorizationUrl`, or leave both out and set
+    /// `discovery`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self.startsWith('https://') || self.startsWith('http://localhost') || self.startsWith('http://127.0.0.1')").message("tokenUrl must be an https:// URL (plain http only for localhost)"))]
     #[schemars(length(max = 2048))]
-    pub token_url: String,
+    pub token_url: Option<String>,
+    /// Discover the authorization server from the upstream McpServer instead of naming its
+    /// endpoints: the server's protected-resource metadata (RFC 9728) names the authorization
+    /// server, whose metadata (RFC 8414, or OpenID Connect discovery) gives the endpoints.
+    ///
+    /// The gateway fetches `/.well-known/oauth-protected-resource` of the McpServer's upstream URL
+    /// (path-suffixed form of RFC 9728 §3.1, then the host's root, then the `resource_metadata` of
+    /// the upstream's `401` answer), picks the authorization server, fetches its metadata
+    /// (`/.well-known/oauth-authorization-server`, then `/.well-known/openid-configuration`),
+    /// checks that its `issuer` is the server it asked and that it supports PKCE with S256, and
+    /// sends the metadata's `resource` as the RFC 8707 resource indicator. Results are cached for
+    /// an hour; a failed discovery fails only this provider's requests, with a message saying why.
+    ///
+    /// Every discovered URL (the metadata documents, the authorization and token endpoints) must
+    /// be `https://` and resolve only to public addresses: loopback, private (RFC 1918, IPv6 ULA),
+    /// link-local (including the cloud metadata service at 169.254.169.254), shared (100.64.0.0/10),
+    /// unspecified, multicast and broadcast addresses are refused, the gateway connects to the
+    /// address it checked, and redirects are not followed. This keeps a compromised or
+    /// misconfigured upstream from steering the gateway at internal services;
+    /// `discovery.allowPrivateNetworks` lifts the rule for in-cluster and development
+    /// authorization servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<AuthorizationServerDiscovery>,
     /// Client id registered with the provider (redirect URI:
     /// `<gateway publicUrl>/oauth/callback`).
     #[schemars(length(min = 1))]
@@ -236,6 +266,30 @@ pub struct OAuth2AuthorizationCode {
     pub scopes: Vec<String>,
     /// 32-byte key (base64 or raw) that encrypts stored token sets (AES-256-GCM).
     pub encryption_key_secret_ref: SecretKeySelector,
+}
+
+/// Where and how the gateway discovers an authorization server.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuthorizationServerDiscovery {
+    /// Name of the McpServer (in this namespace) whose protected-resource metadata names the
+    /// authorization server. It needs an HTTP upstream (`url`, `service`, or a `workload` with
+    /// a port).
+    #[schemars(length(min = 1, max = 253))]
+    pub server: String,
+    /// The authorization server (its issuer identifier) to use when the metadata lists several.
+    /// It must be one of the metadata's `authorization_servers`. Default: the first listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("discovery.issuer must be an http(s) URL"))]
+    #[schemars(length(max = 2048))]
+    pub issuer: Option<String>,
+    /// Let discovery reach authorization servers on loopback, private, link-local and shared
+    /// (CGNAT) addresses, and over plain `http://`. For an authorization server inside the
+    /// cluster or on a developer's machine; leave it off for anything on the internet. Even
+    /// with it on, the cloud metadata service addresses, unspecified, multicast and broadcast
+    /// addresses stay refused. Default `false`.
+    #[serde(default)]
+    pub allow_private_networks: bool,
 }
 
 /// A JWT minted by the gateway.

@@ -11,7 +11,9 @@
 // - revocation: POST /test/revoke `user=…` revokes that user's grants (refresh → invalid_grant)
 //   until the user consents again;
 // - POST /test/ttl `seconds=…` sets `expires_in` of tokens issued from now on;
-// - GET /test/issued lists every code, access token and refresh token issued (log-capture test).
+// - GET /test/issued lists every code, access token and refresh token issued (log-capture test),
+//   and how many requests asked for RFC 8414 metadata (`metadataRequests`: the mock publishes
+//   only OpenID Connect discovery, so every discovery asks here first and gets a 404).
 //
 //   node saas-server.mjs   → prints {"issuer": "http://127.0.0.1:PORT"} once serving
 import { OAuth2Server } from "oauth2-mock-server";
@@ -27,6 +29,7 @@ const revoked = new Set();
 const issued = { codes: [], access: [], refresh: [] };
 let ttl = 3600;
 let refreshes = 0;
+let metadataRequests = 0;
 
 server.service.on("beforeAuthorizeRedirect", (redirect, req) => {
   const code = redirect.url.searchParams.get("code");
@@ -88,7 +91,12 @@ server.service.addRoute("POST", "/test/ttl", (req, res) => {
 });
 server.service.addRoute("GET", "/test/issued", (_req, res) => {
   res.writeHead(200, { "content-type": "application/json" });
-  res.end(JSON.stringify({ ...issued, refreshes }));
+  res.end(JSON.stringify({ ...issued, refreshes, metadataRequests }));
+});
+server.service.addRoute("GET", "/.well-known/oauth-authorization-server", (_req, res) => {
+  metadataRequests += 1;
+  res.writeHead(404, { "content-type": "application/json" });
+  res.end(JSON.stringify({ error: "not_found" }));
 });
 
 await server.start(0, "127.0.0.1");

@@ -142,13 +142,18 @@ pub fn compile(res: &Resources) -> Compiled {
     let mut statuses = BTreeMap::new();
 
     let trust = providers::compile_trust_providers(&res.trust_providers, &secrets, &mut statuses);
-    let creds =
-        providers::compile_credential_providers(&res.credential_providers, &secrets, &mut statuses);
     let gateways = gateways::compile_gateways(&res.gateways, &trust, &secrets, &mut statuses);
     let servers = servers::compile_servers(
         &res.servers,
         &gateways,
         &res.namespaces,
+        &secrets,
+        &mut statuses,
+    );
+    // After the servers: `oauth2AuthorizationCode.discovery` reads its McpServer's upstream URL.
+    let creds = providers::compile_credential_providers(
+        &res.credential_providers,
+        &servers,
         &secrets,
         &mut statuses,
     );

@@ -1,11 +1,15 @@
 //! TrustProviders and CredentialProviders.
 
+use super::servers::Servers;
 use super::status::ObjectStatus;
 use super::{Problems, Secrets, key_of};
 use crate::config::{
-    CredentialProviderConfig, CredentialSource, PrincipalKind, TrustMethod, TrustProviderConfig,
+    AuthorizationServerDiscovery, BrowserLoginConfig, CredentialProviderConfig, CredentialSource,
+    PrincipalKind, TrustMethod, TrustProviderConfig, Upstream,
 };
-use crate::credential_provider::{ClientAuthMethod, CredentialProviderSpec};
+use crate::credential_provider::{
+    ClientAuthMethod, CredentialProviderSpec, OAuth2AuthorizationCode,
+};
 use crate::duration;
 use crate::refs::{Kind, ObjectKey, ObjectRef, SecretKeySelector, SecretRef};
 use crate::trust_provider::{Authenticates, CertificateIdentity, TrustProviderSpec};
@@ -128,8 +132,24 @@ fn trust_method(key: &ObjectKey, spec: &TrustProviderSpec, problems: &mut Proble
             client_claim: o.claim_mappings.client.clone(),
             required_scopes: o.required_scopes.clone(),
             clock_skew_seconds: skew,
+            browser_login: o.browser_login.as_ref().map(|b| BrowserLoginConfig {
+                client_id: b.client_id.clone(),
+                client_secret: b.client_secret_ref.as_ref().map(|r| secret_key(ns, r)),
+            }),
         };
-        return (Some(method), Some("oidc"), Authenticates::User, vec![]);
+        let refs = o
+            .browser_login
+            .as_ref()
+            .and_then(|b| b.client_secret_ref.as_ref())
+            .map(|r| {
+                (
+                    "spec.oidc.browserLogin.clientSecretRef".to_string(),
+                    secret_key(ns, r),
+                )
+            })
+            .into_iter()
+            .collect();
+        return (Some(method), Some("oidc"), Authenticates::User, refs);
     }
     if let Some(k) = &spec.kubernetes_service_account {
         let token_review = k.token_review.unwrap_or(false);
@@ -200,6 +220,7 @@ fn auth_method_name(m: ClientAuthMethod) -> &'static str {
 
 pub(super) fn compile_credential_providers(
     list: &[CredentialProvider],
+    servers: &Servers,
     secrets: &Secrets<'_>,
     statuses: &mut BTreeMap<ObjectRef, ObjectStatus>,
 ) -> Compiled<CredentialEntry> {
@@ -223,7 +244,7 @@ pub(super) fn compile_credential_providers(
         if !spec.inject.format.contains("{token}") {
             problems.invalid("spec.inject.format: must contain the {token} placeholder");
         }
-        let (source, type_name, refs) = credential_source(&key, spec, &mut problems);
+        let (source, type_name, refs) = credential_source(&key, spec, servers, &mut problems);
         for (field, r) in &refs {
             secrets.check(r, field, &mut problems);
         }
@@ -259,6 +280,7 @@ type CredentialParts = (
 fn credential_source(
     key: &ObjectKey,
     spec: &CredentialProviderSpec,
+    servers: &Servers,
     problems: &mut Problems,
 ) -> CredentialParts {
     let set = [
@@ -371,16 +393,7 @@ fn credential_source(
         return (Some(src), Some("oauth2TokenExchange"), refs);
     }
     if let Some(c) = &spec.oauth2_authorization_code {
-        url_check(
-            "spec.oauth2AuthorizationCode.authorizationUrl",
-            &c.authorization_url,
-            problems,
-        );
-        url_check(
-            "spec.oauth2AuthorizationCode.tokenUrl",
-            &c.token_url,
-            problems,
-        );
+        let discovery = authorization_code_endpoints(ns, c, servers, problems);
         let secret = match &c.client_secret_ref {
             Some(s) => {
                 let r = secret_key(ns, s);
@@ -400,6 +413,7 @@ fn credential_source(
         let src = CredentialSource::OAuth2AuthorizationCode {
             authorization_url: c.authorization_url.clone(),
             token_url: c.token_url.clone(),
+            discovery,
             client_id: c.client_id.clone(),
             client_secret: secret,
             auth_method: auth_method_name(c.auth_method).to_string(),
@@ -422,4 +436,73 @@ fn credential_source(
         ttl_seconds: ttl,
     };
     (Some(src), Some("signedJwt"), refs)
+}
+
+/// Check how an `oauth2AuthorizationCode` provider finds its endpoints: named (both URLs) or
+/// discovered from an McpServer with an HTTP upstream in the same namespace.
+fn authorization_code_endpoints(
+    ns: &str,
+    c: &OAuth2AuthorizationCode,
+    servers: &Servers,
+    problems: &mut Problems,
+) -> Option<AuthorizationServerDiscovery> {
+    const FIELD: &str = "spec.oauth2AuthorizationCode";
+    let Some(d) = &c.discovery else {
+        match (&c.authorization_url, &c.token_url) {
+            (Some(a), Some(t)) => {
+                url_check(&format!("{FIELD}.authorizationUrl"), a, problems);
+                url_check(&format!("{FIELD}.tokenUrl"), t, problems);
+            }
+            _ => problems.invalid(format!(
+                "{FIELD}: set either authorizationUrl and tokenUrl, or discovery (not both)"
+            )),
+        }
+        return None;
+    };
+    if c.authorization_url.is_some() || c.token_url.is_some() {
+        problems.invalid(format!(
+            "{FIELD}: set either authorizationUrl and tokenUrl, or discovery (not both)"
+        ));
+    }
+    if let Some(issuer) = &d.issuer
+        && !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+    {
+        problems.invalid(format!(
+            "{FIELD}.discovery.issuer: {issuer:?} must be an http(s) URL"
+        ));
+    }
+    let server = ObjectKey::new(ns, &d.server);
+    let resource_url = match servers.get(&server) {
+        None => {
+            problems.unresolved(
+                "ServerNotFound",
+                format!("{FIELD}.discovery.server: McpServer {server} not found"),
+            );
+            return None;
+        }
+        Some(None) => {
+            problems.unresolved(
+                "ServerNotReady",
+                format!(
+                    "{FIELD}.discovery.server: McpServer {server} is not ready (see its status)"
+                ),
+            );
+            return None;
+        }
+        Some(Some(entry)) => match &entry.config.upstream {
+            Upstream::Url { url } => url.clone(),
+            Upstream::Stdio { .. } => {
+                problems.invalid(format!(
+                    "{FIELD}.discovery.server: McpServer {server} runs over stdio and has no URL to read protected-resource metadata from; name authorizationUrl and tokenUrl instead"
+                ));
+                return None;
+            }
+        },
+    };
+    Some(AuthorizationServerDiscovery {
+        server,
+        resource_url,
+        issuer: d.issuer.clone(),
+        allow_private_networks: d.allow_private_networks,
+    })
 }

@@ -16,17 +16,26 @@
 //!    expires (rotated refresh tokens replace the old one; one refresh per user at a time). A
 //!    refresh refused with `invalid_grant` deletes the grant and asks for consent again.
 //!
+//! The provider's endpoints are named in the CredentialProvider or discovered from the upstream
+//! ([`super::discovery`]); with discovery, the protected resource is sent as the RFC 8707
+//! `resource` indicator on the authorization request and every token request, and the token
+//! endpoint is reached through the SSRF-guarded client. A discovery failure answers the MCP
+//! request (or the consent link) with an error saying why; no consent link is handed out for a
+//! provider whose authorization server cannot be found.
+//!
 //! Known limit: the consent link is a bearer link for its lifetime. A user who forwards it to
 //! someone else lets that person connect *their* provider account to the sender's identity
 //! (the MCP spec's phishing case). Closing it needs a browser login at the gateway (OIDC against
 //! the user's TrustProvider) before redirecting, comparing that `sub` with the link's user.
 
+use super::discovery::Discovery;
 use super::oauth2::{ClientAuth, REFRESH_MARGIN, TokenFetchError, random_id};
 use super::sealed::SealKey;
 use super::token_store::{GrantSlot, TokenStore};
 use super::{CredentialError, oauth2::TokenEndpoint};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_api::config::AuthorizationServerDiscovery;
 use gatehouse_api::identity::UserIdentity;
 use gatehouse_api::refs::ObjectKey;
 use serde::{Deserialize, Serialize};
@@ -143,12 +152,39 @@ pub struct ConsentStart {
     pub cookie: String,
 }
 
+/// Where a provider's endpoints come from.
+enum Endpoints {
+    /// Named in the CredentialProvider (the token endpoint is in the [`ClientAuth`]).
+    Named { authorization_url: String },
+    /// Discovered from the upstream.
+    Discovered(Box<Discovery>),
+}
+
+/// The endpoints to use for one operation.
+struct Resolved<'a> {
+    authorization_url: String,
+    /// The configured client registration.
+    named: &'a ClientAuth,
+    /// The same registration at the discovered token endpoint.
+    discovered: Option<ClientAuth>,
+    /// RFC 8707 `resource`, with discovery.
+    resource: Option<String>,
+    http: &'a dyn TokenEndpoint,
+}
+
+impl Resolved<'_> {
+    fn client(&self) -> &ClientAuth {
+        self.discovered.as_ref().unwrap_or(self.named)
+    }
+}
+
 /// One `oauth2AuthorizationCode` CredentialProvider.
 pub struct AuthCode {
     key: ObjectKey,
     /// Prefix of this provider's links and states.
     id: String,
-    authorization_url: String,
+    endpoints: Endpoints,
+    /// Client registration; its `token_url` is unused (empty) with discovery.
     client: ClientAuth,
     scopes: Vec<String>,
     grant_key: SealKey,
@@ -170,10 +206,12 @@ fn now() -> i64 {
 }
 
 impl AuthCode {
-    /// Build from configuration; `encryption_key` is the Secret's value.
+    /// Build from configuration: the named `authorization_url` (with the token endpoint in
+    /// `client`) or `discovery`; `encryption_key` is the Secret's value.
     pub fn new(
         key: &ObjectKey,
-        authorization_url: &str,
+        authorization_url: Option<&str>,
+        discovery: Option<&AuthorizationServerDiscovery>,
         client: ClientAuth,
         scopes: &[String],
         encryption_key: &[u8],
@@ -182,10 +220,21 @@ impl AuthCode {
         let bad = || {
             format!("CredentialProvider {key}: the encryption key must be 32 bytes, raw or base64")
         };
+        let endpoints = match (discovery, authorization_url) {
+            (Some(d), _) => Endpoints::Discovered(Box::new(Discovery::new(key, d))),
+            (None, Some(a)) if !client.token_url.is_empty() => Endpoints::Named {
+                authorization_url: a.to_string(),
+            },
+            _ => {
+                return Err(format!(
+                    "CredentialProvider {key}: oauth2AuthorizationCode needs authorizationUrl and tokenUrl, or discovery"
+                ));
+            }
+        };
         Ok(Self {
             key: key.clone(),
             id: provider_id(key),
-            authorization_url: authorization_url.to_string(),
+            endpoints,
             client,
             scopes: scopes.to_vec(),
             grant_key: SealKey::from_secret(encryption_key).ok_or_else(bad)?,
@@ -212,6 +261,38 @@ impl AuthCode {
 
     fn aad(&self, purpose: &str) -> Vec<u8> {
         format!("{purpose}\0{}", self.key).into_bytes()
+    }
+
+    /// The endpoints to use now (discovered or cached, with discovery). `named_http` is the
+    /// client for named token endpoints.
+    async fn resolve<'a>(
+        &'a self,
+        named_http: &'a dyn TokenEndpoint,
+    ) -> Result<Resolved<'a>, String> {
+        match &self.endpoints {
+            Endpoints::Named { authorization_url } => Ok(Resolved {
+                authorization_url: authorization_url.clone(),
+                named: &self.client,
+                discovered: None,
+                resource: None,
+                http: named_http,
+            }),
+            Endpoints::Discovered(d) => {
+                let e = d.endpoints().await?;
+                Ok(Resolved {
+                    authorization_url: e.authorization_endpoint.clone(),
+                    named: &self.client,
+                    discovered: Some(ClientAuth {
+                        token_url: e.token_endpoint.clone(),
+                        client_id: self.client.client_id.clone(),
+                        secret: self.client.secret.clone(),
+                        method: self.client.method,
+                    }),
+                    resource: Some(e.resource.clone()),
+                    http: d.http(),
+                })
+            }
+        }
     }
 
     /// The `-32042` answer for `user`.
@@ -255,6 +336,8 @@ impl AuthCode {
             *guard = self.load(grants, &slot).await?;
         }
         let Some(grant) = guard.as_ref() else {
+            // A consent link is only worth handing out if the provider can be reached.
+            self.resolve(http).await?;
             return Err(self.consent_required(&user, false));
         };
         let t = now();
@@ -267,13 +350,23 @@ impl AuthCode {
             }
             *guard = None;
             self.forget(grants, &slot).await;
+            self.resolve(http).await?;
             return Err(self.consent_required(&user, true));
         };
-        let form = vec![
+        let resolved = match self.resolve(http).await {
+            Ok(r) => r,
+            // Discovery is down: keep using the access token while it lasts.
+            Err(_) if grant.expires_at > t => return Ok(grant.access.clone()),
+            Err(e) => return Err(CredentialError::Unavailable(e)),
+        };
+        let mut form = vec![
             ("grant_type".to_string(), "refresh_token".to_string()),
             ("refresh_token".to_string(), refresh.to_string()),
         ];
-        match self.client.request_set(http, form).await {
+        if let Some(resource) = &resolved.resource {
+            form.push(("resource".to_string(), resource.clone()));
+        }
+        match resolved.client().request_set(resolved.http, form).await {
             Ok(set) => {
                 let fresh = Grant {
                     access: set.access.value.clone(),
@@ -354,7 +447,12 @@ impl AuthCode {
     }
 
     /// Open a consent link (the part after `<id>.`) and start the authorization code grant.
-    pub fn start(&self, sealed: &str) -> Result<ConsentStart, String> {
+    /// `http` is the client for named token endpoints (discovery uses its own).
+    pub async fn start(
+        &self,
+        http: &dyn TokenEndpoint,
+        sealed: &str,
+    ) -> Result<ConsentStart, String> {
         let expired = "this consent link is invalid or has expired; retry the request in your agent for a new one";
         let plain = self
             .link_key
@@ -364,6 +462,7 @@ impl AuthCode {
         if link.x < now() {
             return Err(expired.into());
         }
+        let resolved = self.resolve(http).await?;
         let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
         let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
         let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
@@ -390,10 +489,14 @@ impl AuthCode {
         if !self.scopes.is_empty() {
             params.push(("scope", self.scopes.join(" ")));
         }
+        if let Some(resource) = &resolved.resource {
+            params.push(("resource", resource.clone()));
+        }
         let query = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
             .finish();
-        let sep = if self.authorization_url.contains('?') {
+        let authorization_url = resolved.authorization_url;
+        let sep = if authorization_url.contains('?') {
             '&'
         } else {
             '?'
@@ -405,7 +508,7 @@ impl AuthCode {
         };
         tracing::info!(provider = %self.key, "consent started");
         Ok(ConsentStart {
-            location: format!("{}{sep}{query}", self.authorization_url),
+            location: format!("{authorization_url}{sep}{query}"),
             cookie: format!(
                 "{CONSENT_COOKIE}={nonce}; Path={CALLBACK_PATH}; Max-Age={LINK_TTL}; HttpOnly; SameSite=Lax{secure}"
             ),
@@ -435,21 +538,29 @@ impl AuthCode {
         if !cookie.is_some_and(|c| constant_time_eq(c.as_bytes(), state.n.as_bytes())) {
             return Err("this authorization was started in another browser (or its cookie was blocked); open the consent link again from this browser".into());
         }
+        let resolved = self.resolve(http).await?;
         if !grants.redeem(&state.n, state.x, t) {
             return Err(invalid.into());
         }
-        let form = vec![
+        let mut form = vec![
             ("grant_type".to_string(), "authorization_code".to_string()),
             ("code".to_string(), code.to_string()),
             ("redirect_uri".to_string(), self.redirect_uri()),
             ("code_verifier".to_string(), state.v.clone()),
         ];
-        let set = self.client.request_set(http, form).await.map_err(|e| {
-            format!(
-                "CredentialProvider {}: the code exchange failed: {e}",
-                self.key
-            )
-        })?;
+        if let Some(resource) = &resolved.resource {
+            form.push(("resource".to_string(), resource.clone()));
+        }
+        let set = resolved
+            .client()
+            .request_set(resolved.http, form)
+            .await
+            .map_err(|e| {
+                format!(
+                    "CredentialProvider {}: the code exchange failed: {e}",
+                    self.key
+                )
+            })?;
         let grant = Grant {
             access: set.access.value.clone(),
             refresh: set.refresh,
@@ -469,4 +580,37 @@ impl AuthCode {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+// === browser sign-in (crate::consent) ===
+
+impl AuthCode {
+    /// The user a live consent link was made for (`<trust provider>\0<user id>`), without
+    /// starting anything; `None` if the link does not open or has expired.
+    pub fn link_user(&self, sealed: &str) -> Option<String> {
+        let plain = self.link_key.open_text(&self.aad("consent-link"), sealed)?;
+        let link: LinkClaims = serde_json::from_slice(&plain).ok()?;
+        (link.x >= now()).then(|| link.u.clone())
+    }
+
+    /// Seal browser sign-in data (its OAuth state, its cookie) with this provider's link key,
+    /// bound to `purpose`.
+    pub fn seal_for(&self, purpose: &str, plain: &[u8]) -> String {
+        self.link_key.seal_text(&self.aad(purpose), plain)
+    }
+
+    /// Open what [`Self::seal_for`] sealed for `purpose`.
+    pub fn open_for(&self, purpose: &str, sealed: &str) -> Option<Zeroizing<Vec<u8>>> {
+        self.link_key.open_text(&self.aad(purpose), sealed)
+    }
+
+    /// The gateway's public base URL (no trailing slash).
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+}
+
+/// Whether two secrets (nonces) are equal, in constant time.
+pub fn secrets_equal(a: &str, b: &str) -> bool {
+    constant_time_eq(a.as_bytes(), b.as_bytes())
 }

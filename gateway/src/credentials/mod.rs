@@ -18,6 +18,7 @@
 //! requests get a clear error and are not relayed; other providers keep working.
 
 pub mod authcode;
+pub mod discovery;
 pub mod oauth2;
 pub mod sealed;
 pub mod signed_jwt;
@@ -121,6 +122,25 @@ pub struct Credentials {
     by_key: HashMap<ObjectKey, Provider>,
     http: ProviderHttp,
     grants: Arc<Grants>,
+}
+
+/// The cache key of a credential made for (user, agent): each named with the TrustProvider
+/// that verified it (and the agent's kind), so namesakes from two identity providers — `alice`
+/// at the corporate IdP and `alice` at a partner's — never share a token.
+fn identity_key(who: &Identity) -> String {
+    let user = who
+        .user
+        .as_ref()
+        .map(|u| format!("{}\u{0}{}", u.provider, u.id));
+    let agent = who
+        .agent
+        .as_ref()
+        .map(|a| format!("{}\u{0}{:?}\u{0}{}", a.provider, a.kind, a.id));
+    format!(
+        "{}\u{1}{}",
+        user.unwrap_or_default(),
+        agent.unwrap_or_default()
+    )
 }
 
 /// `{user}` in Secret names: lowercase, anything but `[a-z0-9]` becomes `-`, trimmed.
@@ -301,6 +321,7 @@ impl Credentials {
                 CredentialSource::OAuth2AuthorizationCode {
                     authorization_url,
                     token_url,
+                    discovery,
                     client_id,
                     client_secret,
                     auth_method,
@@ -309,7 +330,7 @@ impl Credentials {
                 } => {
                     let client = client_auth(
                         &p.key,
-                        token_url,
+                        token_url.as_deref().unwrap_or_default(),
                         client_id,
                         client_secret,
                         auth_method,
@@ -324,7 +345,8 @@ impl Credentials {
                     match public_url {
                         Some(base) => Credential::AuthCode(Box::new(AuthCode::new(
                             &p.key,
-                            authorization_url,
+                            authorization_url.as_deref(),
+                            discovery.as_ref(),
                             client,
                             scopes,
                             key,
@@ -476,18 +498,17 @@ impl Credentials {
                     )
                 })?;
                 let actor_token = if *actor {
-                    who.agent_token.as_ref()
+                    // Delegation must be provable: without the agent's own token the issued
+                    // token would not record the agent, so refuse rather than silently drop it.
+                    Some(who.agent_token.as_ref().ok_or_else(|| {
+                        format!(
+                            "CredentialProvider {provider} records the agent as actor (actorToken: true), but this request carries no token of the agent's own (e.g. a ServiceAccount token in the agent header)"
+                        )
+                    })?)
                 } else {
                     None
                 };
-                let key = format!(
-                    "{}\u{0}{}",
-                    who.user.as_ref().map(|u| u.id.as_str()).unwrap_or_default(),
-                    who.agent
-                        .as_ref()
-                        .map(|a| a.id.as_str())
-                        .unwrap_or_default()
-                );
+                let key = identity_key(who);
                 let token = cache
                     .get(&key, || {
                         client.request(
@@ -513,18 +534,7 @@ impl Credentials {
                 header_value(provider, &p.format, &token)?
             }
             Credential::SignedJwt { minter, cache } => {
-                let key = format!(
-                    "{}\u{0}{}\u{0}{}",
-                    who.user
-                        .as_ref()
-                        .map(|u| u.provider.as_str())
-                        .unwrap_or_default(),
-                    who.user.as_ref().map(|u| u.id.as_str()).unwrap_or_default(),
-                    who.agent
-                        .as_ref()
-                        .map(|a| a.id.as_str())
-                        .unwrap_or_default()
-                );
+                let key = identity_key(who);
                 let token = cache
                     .get(&key, || async {
                         minter.mint(who).map_err(oauth2::TokenFetchError::Config)
