@@ -8,6 +8,7 @@ pub mod mcp;
 pub mod oauth;
 pub mod procs;
 pub mod raw;
+pub mod token_exchange;
 
 use std::path::{Path, PathBuf};
 

@@ -5,6 +5,10 @@
 //! Tokens are cached per key until shortly before expiry ([`REFRESH_MARGIN`]); concurrent misses
 //! for one key make a single upstream call (single flight); while the provider is down, cached
 //! tokens are served until they expire, then requests fail closed with a clear error.
+//!
+//! A provider's error text reaches users and the audit log, so it is cleaned first: any secret
+//! the request carried (a subject token echoed back, the client secret) is redacted, and the
+//! text is bounded ([`MAX_PROVIDER_TEXT`]).
 
 use futures_util::future::BoxFuture;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -18,6 +22,28 @@ use zeroize::Zeroizing;
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 /// Lifetime assumed when the provider does not say (`expires_in` absent).
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
+/// Longest provider-supplied text (`error`, `error_description`) kept in an error, in bytes.
+pub const MAX_PROVIDER_TEXT: usize = 300;
+
+/// RFC 8693 grant type.
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 token type of OAuth access tokens.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// RFC 8693 token type of JWTs (an access token in JWT form is injectable too).
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// Form parameters whose values are secrets: never echoed into an error.
+const SECRET_PARAMS: &[&str] = &[
+    "client_secret",
+    "client_assertion",
+    "subject_token",
+    "actor_token",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "assertion",
+    "password",
+];
 
 /// Posts a form to a token endpoint.
 pub trait TokenEndpoint: Send + Sync + 'static {
@@ -87,6 +113,15 @@ pub enum TokenFetchError {
         /// Endpoint.
         url: String,
         /// What happened.
+        reason: String,
+    },
+    /// The provider answered with something the gateway must not inject (RFC 8693: a token
+    /// exchange that issued another kind of token than an access token).
+    #[error("token endpoint {url} issued an unusable token: {reason}")]
+    Unusable {
+        /// Endpoint.
+        url: String,
+        /// What is wrong with it.
         reason: String,
     },
     /// Misconfiguration (e.g. an unusable private key).
@@ -214,19 +249,28 @@ impl ClientAuth {
     ) -> Result<TokenSet, TokenFetchError> {
         let mut headers = vec![("accept".to_string(), "application/json".to_string())];
         self.apply(&mut headers, &mut form)?;
+        let exchange = form
+            .iter()
+            .any(|(k, v)| k == "grant_type" && v == TOKEN_EXCHANGE_GRANT);
+        // What the request reveals, so that no error repeats it.
+        let secrets: Vec<Zeroizing<String>> = form
+            .iter()
+            .filter(|(k, _)| SECRET_PARAMS.contains(&k.as_str()))
+            .map(|(_, v)| v)
+            .chain(self.secret.as_deref())
+            .map(|v| Zeroizing::new(v.clone()))
+            .collect();
+        let clean = |text: &str| provider_text(text, &secrets);
         let started = Instant::now();
         let (status, body) = endpoint
             .post_form(&self.token_url, headers, form)
             .await
             .map_err(|reason| TokenFetchError::Unavailable {
                 url: self.token_url.clone(),
-                reason,
+                reason: clean(&reason),
             })?;
         if !(200..300).contains(&status) {
-            let error = body
-                .get("error")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let error = body.get("error").and_then(Value::as_str).map(clean);
             return Err(match error {
                 Some(error) => TokenFetchError::Refused {
                     url: self.token_url.clone(),
@@ -234,7 +278,7 @@ impl ClientAuth {
                     description: body
                         .get("error_description")
                         .and_then(Value::as_str)
-                        .map(str::to_string),
+                        .map(clean),
                 },
                 None => TokenFetchError::Unavailable {
                     url: self.token_url.clone(),
@@ -249,6 +293,12 @@ impl ClientAuth {
                 url: self.token_url.clone(),
                 reason: "no access_token in the response".into(),
             })?;
+        if exchange {
+            check_issued_token(&body).map_err(|reason| TokenFetchError::Unusable {
+                url: self.token_url.clone(),
+                reason: clean(&reason),
+            })?;
+        }
         let lifetime = body
             .get("expires_in")
             .and_then(|v| {
@@ -270,6 +320,53 @@ impl ClientAuth {
             refresh,
         })
     }
+}
+
+/// RFC 8693 §2.2.1: the `access_token` of an exchange response is whatever `issued_token_type`
+/// says, and `token_type` is `N_A` when it is not an access token. Only access tokens (or JWTs)
+/// may be injected as the upstream credential; a server that does not say is trusted to have
+/// issued what was requested.
+fn check_issued_token(body: &Value) -> Result<(), String> {
+    let issued = body.get("issued_token_type").and_then(Value::as_str);
+    if let Some(t) = issued
+        && t != ACCESS_TOKEN_TYPE
+        && t != JWT_TOKEN_TYPE
+    {
+        return Err(format!(
+            "the token exchange issued a token of type {t}, not an access token"
+        ));
+    }
+    let token_type = body.get("token_type").and_then(Value::as_str);
+    if token_type.is_some_and(|t| t.eq_ignore_ascii_case("N_A")) {
+        return Err(
+            "the token exchange issued something that is not an access token \
+             (token_type N_A)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Provider-supplied text fit for an error: any secret the request carried redacted, control
+/// characters dropped, at most [`MAX_PROVIDER_TEXT`] bytes.
+fn provider_text(text: &str, secrets: &[Zeroizing<String>]) -> String {
+    let mut out = text.to_string();
+    // Short values (a one-character test secret) would redact ordinary words and say nothing.
+    for s in secrets.iter().filter(|s| s.len() >= 8) {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "<redacted>");
+        }
+    }
+    let mut out: String = out.chars().filter(|c| !c.is_control()).collect();
+    if out.len() > MAX_PROVIDER_TEXT {
+        let mut end = MAX_PROVIDER_TEXT;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push('…');
+    }
+    out
 }
 
 /// 128 random bits as hex (JWT ids, elicitation ids).
@@ -351,19 +448,15 @@ pub fn token_exchange_form(
     audience: Option<&str>,
     resource: Option<&str>,
 ) -> Vec<(String, String)> {
-    const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
     let mut form = vec![
-        (
-            "grant_type".to_string(),
-            "urn:ietf:params:oauth:grant-type:token-exchange".to_string(),
-        ),
+        ("grant_type".to_string(), TOKEN_EXCHANGE_GRANT.to_string()),
         ("subject_token".into(), subject_token.to_string()),
-        ("subject_token_type".into(), ACCESS.into()),
-        ("requested_token_type".into(), ACCESS.into()),
+        ("subject_token_type".into(), ACCESS_TOKEN_TYPE.into()),
+        ("requested_token_type".into(), ACCESS_TOKEN_TYPE.into()),
     ];
     if let Some(a) = actor_token {
         form.push(("actor_token".into(), a.to_string()));
-        form.push(("actor_token_type".into(), ACCESS.into()));
+        form.push(("actor_token_type".into(), ACCESS_TOKEN_TYPE.into()));
     }
     if !scopes.is_empty() {
         form.push(("scope".into(), scopes.join(" ")));
@@ -518,21 +611,161 @@ mod tests {
         assert!(f.contains(&("client_secret".into(), "s3cr&t".into())));
     }
 
+    /// A token endpoint that answers every request with one scripted response.
+    struct Scripted(u16, Value);
+
+    impl TokenEndpoint for Scripted {
+        fn post_form(
+            &self,
+            _url: &str,
+            _headers: Vec<(String, String)>,
+            _form: Vec<(String, String)>,
+        ) -> BoxFuture<'static, Result<(u16, Value), String>> {
+            let answer = (self.0, self.1.clone());
+            Box::pin(async move { Ok(answer) })
+        }
+    }
+
+    fn exchange_form() -> Vec<(String, String)> {
+        token_exchange_form(
+            "subject-token-of-alice",
+            Some("actor-token-of-the-agent"),
+            &[],
+            Some("https://api.example.com"),
+            None,
+        )
+    }
+
+    #[tokio::test]
+    async fn provider_errors_never_echo_what_the_request_carried() {
+        // A careless provider quotes the tokens and the client secret back.
+        let ep = Scripted(
+            400,
+            serde_json::json!({
+                "error": "invalid_request",
+                "error_description": "bad subject_token subject-token-of-alice for actor \
+                    actor-token-of-the-agent (client secret s3cr&t-client)\n",
+            }),
+        );
+        for method in [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost] {
+            let mut c = client(method);
+            c.secret = Some(Zeroizing::new("s3cr&t-client".into()));
+            let err = c.request(&ep, exchange_form()).await.unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("token endpoint https://auth.test/token refused: invalid_request (bad subject_token <redacted>"), "{text}");
+            for secret in [
+                "subject-token-of-alice",
+                "actor-token-of-the-agent",
+                "s3cr&t",
+            ] {
+                assert!(!text.contains(secret), "{method:?}: {text}");
+            }
+            assert!(!text.contains('\n'), "control characters dropped: {text:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn provider_error_text_is_bounded() {
+        let ep = Scripted(
+            400,
+            serde_json::json!({"error": "invalid_grant", "error_description": "é".repeat(1000)}),
+        );
+        let err = client(AuthMethod::ClientSecretBasic)
+            .request(&ep, exchange_form())
+            .await
+            .unwrap_err();
+        match err {
+            TokenFetchError::Refused {
+                error, description, ..
+            } => {
+                assert_eq!(error, "invalid_grant");
+                let d = description.unwrap();
+                assert!(d.len() <= MAX_PROVIDER_TEXT + '…'.len_utf8(), "{}", d.len());
+                assert!(d.ends_with('…'));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_exchange_must_issue_an_access_token() {
+        let answer = |extra: Value| {
+            let mut v = serde_json::json!({"access_token": "issued", "expires_in": 600});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            Scripted(200, v)
+        };
+        let c = client(AuthMethod::ClientSecretBasic);
+        for ok in [
+            serde_json::json!({"issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer"}),
+            serde_json::json!({"issued_token_type": JWT_TOKEN_TYPE, "token_type": "bearer"}),
+            // Servers that omit it are trusted to have issued what was requested.
+            serde_json::json!({"token_type": "Bearer"}),
+        ] {
+            let t = c.request(&answer(ok.clone()), exchange_form()).await;
+            assert_eq!(t.unwrap().value.as_str(), "issued", "{ok}");
+        }
+        for bad in [
+            serde_json::json!({"issued_token_type": "urn:ietf:params:oauth:token-type:id_token"}),
+            serde_json::json!({"issued_token_type": "urn:ietf:params:oauth:token-type:refresh_token"}),
+            serde_json::json!({"issued_token_type": "urn:ietf:params:oauth:token-type:saml2", "token_type": "N_A"}),
+            serde_json::json!({"token_type": "N_A"}),
+        ] {
+            let err = c
+                .request(&answer(bad.clone()), exchange_form())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, TokenFetchError::Unusable { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(err.to_string().contains("not an access token"), "{err}");
+            assert!(
+                !err.to_string().contains("issued\""),
+                "no token value: {err}"
+            );
+        }
+        // Other grants are not held to RFC 8693's response rules.
+        let other = c
+            .request(
+                &answer(serde_json::json!({"token_type": "N_A"})),
+                client_credentials_form(&[], None, None),
+            )
+            .await;
+        assert!(other.is_ok());
+    }
+
     #[test]
     fn token_exchange_form_carries_subject_and_actor() {
         let f = token_exchange_form(
             "user-token",
             Some("agent-token"),
-            &["repo".into()],
+            &["repo".into(), "read:org".into()],
             Some("github"),
-            None,
+            Some("https://api.github.test"),
         );
-        assert!(f.contains(&(
-            "grant_type".into(),
-            "urn:ietf:params:oauth:grant-type:token-exchange".into()
-        )));
-        assert!(f.contains(&("subject_token".into(), "user-token".into())));
-        assert!(f.contains(&("actor_token".into(), "agent-token".into())));
-        assert!(f.contains(&("audience".into(), "github".into())));
+        let has = |k: &str, v: &str| f.contains(&(k.to_string(), v.to_string()));
+        assert!(has("grant_type", TOKEN_EXCHANGE_GRANT));
+        assert!(has("subject_token", "user-token"));
+        assert!(has("subject_token_type", ACCESS_TOKEN_TYPE));
+        assert!(has("requested_token_type", ACCESS_TOKEN_TYPE));
+        assert!(has("actor_token", "agent-token"));
+        assert!(has("actor_token_type", ACCESS_TOKEN_TYPE));
+        assert!(has("scope", "repo read:org"));
+        assert!(has("audience", "github"));
+        assert!(has("resource", "https://api.github.test"));
+
+        // Without an actor, neither actor parameter is sent (RFC 8693 §2.1: actor_token_type
+        // is present exactly when actor_token is).
+        let f = token_exchange_form("user-token", None, &[], Some("github"), None);
+        assert!(
+            !f.iter().any(|(k, _)| k.starts_with("actor_token")),
+            "{f:?}"
+        );
+        assert!(
+            !f.iter().any(|(k, _)| k == "scope" || k == "resource"),
+            "{f:?}"
+        );
     }
 }
