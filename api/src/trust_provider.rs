@@ -90,6 +90,28 @@ pub struct Oidc {
     #[x_kube(validation = kube::core::Rule::new(crate::duration::CEL_RULE).message("oidc.clockSkew must be a duration such as 60s"))]
     #[schemars(length(max = 2048))]
     pub clock_skew: String,
+    /// Sign-in in the browser at the gateway, with this issuer, before a user may act on a page
+    /// the gateway links to outside the agent — today the per-user consent links of
+    /// `oauth2AuthorizationCode` CredentialProviders. With it, a consent link only works for
+    /// the user it was made for: a link forwarded to (or phished from) someone else is refused
+    /// before that person's upstream account can be connected to the wrong user. Without it,
+    /// a consent link is a bearer link for its 10-minute life. Register the gateway at the
+    /// issuer as an OAuth client with redirect URI `<publicUrl>/oauth/login/callback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_login: Option<BrowserLogin>,
+}
+
+/// The gateway's own OAuth client at an OIDC issuer, for browser sign-in.
+#[derive(JsonSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BrowserLogin {
+    /// Client id registered for the gateway (authorization code flow with PKCE S256).
+    #[schemars(length(min = 1, max = 512))]
+    pub client_id: String,
+    /// Client secret (`client_secret_basic`), for a confidential client. Omit for a public
+    /// client (PKCE only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_ref: Option<SecretKeySelector>,
 }
 
 fn default_skew() -> String {

@@ -26,6 +26,8 @@ pub enum CredentialEndpoint {
     Consent(String),
     /// `/oauth/callback`: the OAuth redirect URI.
     Callback,
+    /// `/oauth/login/callback`: the redirect URI of browser sign-in before a consent.
+    LoginCallback,
     /// `/.well-known/jwks.json`: public keys of `signedJwt` providers.
     Jwks,
 }
@@ -46,6 +48,9 @@ pub fn route(snapshot: &Snapshot, path: &str) -> Route {
     match path {
         crate::credentials::authcode::CALLBACK_PATH => {
             return Route::Credentials(CredentialEndpoint::Callback);
+        }
+        crate::authn::browser_login::LOGIN_CALLBACK_PATH => {
+            return Route::Credentials(CredentialEndpoint::LoginCallback);
         }
         "/.well-known/jwks.json" => return Route::Credentials(CredentialEndpoint::Jwks),
         _ => {}

@@ -8,12 +8,23 @@
 // password grant and pass extra claims as a JSON object in the form field `test_claims`
 // (merged into the token before signing); `aud` is taken from the form as the server does for
 // client_credentials. Every token gets `azp` = the authenticated client id.
+// Browser sign-in (authorization code): the headless /authorize approves at once; the browser
+// names who signs in with `test_user` (a real IdP shows a login page), and the ID and access
+// tokens issued for that code carry `sub` = that user.
 import { OAuth2Server } from "oauth2-mock-server";
 
 const server = new OAuth2Server();
 await server.issuer.keys.generate("RS256");
+const signedIn = new Map(); // authorization code → user
+server.service.on("beforeAuthorizeRedirect", (redirect, req) => {
+  const code = redirect.url.searchParams.get("code");
+  if (code && req.query.test_user) signedIn.set(code, req.query.test_user);
+});
 server.service.on("beforeTokenSigning", (token, req) => {
   const body = req.body ?? {};
+  if (body.grant_type === "authorization_code" && signedIn.has(body.code)) {
+    token.payload.sub = signedIn.get(body.code);
+  }
   const basic = (req.headers.authorization ?? "").replace(/^Basic /, "");
   const clientId = basic
     ? decodeURIComponent(Buffer.from(basic, "base64").toString().split(":")[0])

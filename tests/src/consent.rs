@@ -259,7 +259,7 @@ pub const STORE_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 /// Audience of user tokens.
 const AUD: &str = "gatehouse-test";
 
-fn manifests(public: &str, idp: &str, saas: &str, upstream: &str) -> String {
+fn manifests(public: &str, idp: &str, saas: &str, upstream: &str, trust_extra: &str) -> String {
     format!(
         r#"apiVersion: gatehouse.dev/v1alpha1
 kind: McpGateway
@@ -274,7 +274,7 @@ metadata: {{name: corp, namespace: default}}
 spec:
   oidc:
     issuer: {idp}
-    audiences: [{AUD}]
+    audiences: [{AUD}]{trust_extra}
 ---
 apiVersion: gatehouse.dev/v1alpha1
 kind: McpServer
@@ -391,6 +391,27 @@ pub fn setup_with(
     env: &[(&str, &str)],
     extra: impl FnOnce(&str) -> String,
 ) -> anyhow::Result<Setup> {
+    setup_full(env, "", extra)
+}
+
+/// The browser sign-in client of [`setup_with_browser_login`] at the corporate IdP.
+pub const LOGIN_CLIENT_ID: &str = "gatehouse-login";
+
+/// Start everything, with browser sign-in (`oidc.browserLogin`, a public client) on the users'
+/// TrustProvider, so consent links only work for the user they were made for.
+pub fn setup_with_browser_login() -> anyhow::Result<Setup> {
+    setup_full(
+        &[],
+        &format!("\n    browserLogin: {{clientId: {LOGIN_CLIENT_ID}}}"),
+        |_| String::new(),
+    )
+}
+
+fn setup_full(
+    env: &[(&str, &str)],
+    trust_extra: &str,
+    extra: impl FnOnce(&str) -> String,
+) -> anyhow::Result<Setup> {
     let dir = tempfile::tempdir()?;
     let idp = OAuthServer::start()?;
     let saas = Saas::start()?;
@@ -401,7 +422,7 @@ pub fn setup_with(
     std::fs::create_dir(&m)?;
     std::fs::write(
         m.join("all.yaml"),
-        manifests(&public, &idp.issuer, saas.url(), &demo.url),
+        manifests(&public, &idp.issuer, saas.url(), &demo.url, trust_extra),
     )?;
     std::fs::write(m.join("extra.yaml"), extra(&demo.url))?;
     let store = dir.path().join("tokens");

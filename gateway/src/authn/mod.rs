@@ -18,6 +18,7 @@
 //!   ([`token_review`]) — in cluster mode, or in local mode given `--kubeconfig`; without an API
 //!   server it authenticates nobody (fail closed, with the reason in the 401).
 
+pub mod browser_login;
 pub mod jwt;
 pub mod mtls;
 pub mod token_review;
@@ -108,6 +109,7 @@ pub struct Authenticator {
     mtls: Vec<(MtlsProvider, PrincipalKind)>,
     unsupported: Vec<(String, &'static str)>,
     public_url: Option<String>,
+    browser_logins: Vec<Arc<browser_login::BrowserLogin>>,
 }
 
 /// Why a request is not authenticated (safe to show: never contains the presented value).
@@ -160,6 +162,7 @@ impl Authenticator {
         let mut jwt = Vec::new();
         let mut mtls = Vec::new();
         let mut unsupported = Vec::new();
+        let mut browser_logins = Vec::new();
         // Every audience a token may carry here: the gateway's URL and each route's URL (RFC 8707
         // resource indicators name the MCP server); the route check in `authenticate` narrows it
         // to the route addressed.
@@ -214,7 +217,30 @@ impl Authenticator {
                     client_claim,
                     required_scopes,
                     clock_skew_seconds,
+                    browser_login,
                 } => {
+                    if let (Some(b), PrincipalKind::User) = (browser_login, tp.authenticates) {
+                        let secret = match &b.client_secret {
+                            Some(r) => Some(secrets.key(r).ok_or_else(|| {
+                                format!("TrustProvider {}: {r} is not available", tp.name)
+                            })?),
+                            None => None,
+                        };
+                        browser_logins.push(Arc::new(browser_login::BrowserLogin::new(
+                            &tp.name,
+                            issuer,
+                            &b.client_id,
+                            secret,
+                            Mapping::User {
+                                user_claim: user_claim.clone(),
+                                email_claim: email_claim.clone(),
+                                groups_claim: groups_claim.clone(),
+                                client_claim: client_claim.clone(),
+                            },
+                            Duration::from_secs(*clock_skew_seconds),
+                            fetcher.clone(),
+                        )?));
+                    }
                     let mapping = match tp.authenticates {
                         PrincipalKind::User => Mapping::User {
                             user_claim: user_claim.clone(),
@@ -319,7 +345,16 @@ impl Authenticator {
             mtls,
             unsupported,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
+            browser_logins,
         })
+    }
+
+    /// Browser sign-in for users of TrustProvider `provider`, if it is configured.
+    pub fn browser_login(&self, provider: &str) -> Option<&browser_login::BrowserLogin> {
+        self.browser_logins
+            .iter()
+            .find(|b| b.provider() == provider)
+            .map(Arc::as_ref)
     }
 
     /// Every header that carries a credential for some provider (stripped before relaying).
