@@ -7,7 +7,9 @@ use gatehouse_api::config::AuditConfig;
 use serde::Serialize;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// One audit record.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -121,53 +123,177 @@ enum Sink {
     None,
 }
 
+impl Sink {
+    fn open(config: &AuditConfig) -> Self {
+        match config {
+            AuditConfig::Stdout => Sink::Stdout,
+            AuditConfig::None => Sink::None,
+            AuditConfig::File { path } => {
+                match OpenOptions::new().create(true).append(true).open(path) {
+                    Ok(f) => Sink::File(f),
+                    Err(e) => {
+                        tracing::error!(%path, error = %e, "cannot open the audit file; auditing to stdout");
+                        Sink::Stdout
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, lines: &[u8]) {
+        let result = match self {
+            Sink::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(lines).and_then(|_| out.flush())
+            }
+            Sink::File(f) => f.write_all(lines),
+            Sink::None => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "audit write failed");
+        }
+    }
+}
+
+/// Records wait at most this long in memory before they are written.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
+/// A batch this large is written at once, without waiting for the interval.
+const FLUSH_BYTES: usize = 64 * 1024;
+/// After this long without records the flusher sleeps until the next one.
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// The sink and the records not yet written to it.
+struct Buffered {
+    sink: Option<(AuditConfig, Sink)>,
+    pending: Vec<u8>,
+}
+
+impl Buffered {
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Some((_, sink)) = &mut self.sink {
+            sink.write(&self.pending);
+        }
+        self.pending.clear();
+    }
+}
+
+struct Shared {
+    state: Mutex<Buffered>,
+    /// The flusher sleeps until a record arrives (no records for [`IDLE_AFTER`]).
+    flusher_idle: AtomicBool,
+    closed: AtomicBool,
+}
+
 /// Writes audit records to the configured sink; reopens it when the configuration changes.
+///
+/// Every record is written, in order, one JSON line each. Lines are collected in memory and
+/// written in batches — at most [`FLUSH_INTERVAL`] after they were recorded, at once when a
+/// batch reaches [`FLUSH_BYTES`], and when the log is dropped (shutdown) — so a busy gateway
+/// makes one `write` per batch instead of one per request. A crash can lose the last
+/// [`FLUSH_INTERVAL`] of records.
 pub struct AuditLog {
-    state: Mutex<Option<(AuditConfig, Sink)>>,
+    shared: Arc<Shared>,
+    flusher: Option<std::thread::Thread>,
 }
 
 impl AuditLog {
     /// An audit log with no sink until the first record (the sink follows the config).
     pub fn new() -> Self {
-        Self {
-            state: Mutex::new(None),
-        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Buffered {
+                sink: None,
+                pending: Vec::new(),
+            }),
+            flusher_idle: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let flusher = std::thread::Builder::new()
+            .name("gatehouse-audit".into())
+            .spawn(move || flush_loop(&s))
+            .map(|h| h.thread().clone())
+            .map_err(|e| tracing::warn!(error = %e, "no audit flusher thread; writing each record at once"))
+            .ok();
+        Self { shared, flusher }
     }
 
     /// Write one record to the sink `config` names.
     pub fn write(&self, config: &AuditConfig, record: &AuditRecord) {
-        let Ok(mut line) = serde_json::to_vec(record) else {
-            return;
-        };
-        line.push(b'\n');
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.as_ref().is_none_or(|(c, _)| c != config) {
-            let sink = match config {
-                AuditConfig::Stdout => Sink::Stdout,
-                AuditConfig::None => Sink::None,
-                AuditConfig::File { path } => {
-                    match OpenOptions::new().create(true).append(true).open(path) {
-                        Ok(f) => Sink::File(f),
-                        Err(e) => {
-                            tracing::error!(%path, error = %e, "cannot open the audit file; auditing to stdout");
-                            Sink::Stdout
-                        }
-                    }
-                }
-            };
-            *state = Some((config.clone(), sink));
-        }
-        let result = match state.as_mut().map(|(_, s)| s) {
-            Some(Sink::Stdout) => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(&line).and_then(|_| out.flush())
+        if matches!(config, AuditConfig::None) {
+            let mut state = self.lock();
+            if state.sink.as_ref().is_none_or(|(c, _)| c != config) {
+                state.flush();
+                state.sink = Some((config.clone(), Sink::None));
             }
-            Some(Sink::File(f)) => f.write_all(&line),
-            Some(Sink::None) | None => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "audit write failed");
+            return;
         }
+        let mut line = Vec::with_capacity(1024);
+        if serde_json::to_writer(&mut line, record).is_err() {
+            return;
+        }
+        line.push(b'\n');
+        let mut state = self.lock();
+        if state.sink.as_ref().is_none_or(|(c, _)| c != config) {
+            // Lines recorded for the previous sink go there first.
+            state.flush();
+            state.sink = Some((config.clone(), Sink::open(config)));
+        }
+        state.pending.extend_from_slice(&line);
+        if self.flusher.is_none() || state.pending.len() >= FLUSH_BYTES {
+            state.flush();
+        }
+        drop(state);
+        if let Some(t) = &self.flusher
+            && self.shared.flusher_idle.swap(false, Ordering::AcqRel)
+        {
+            t.unpark();
+        }
+    }
+
+    /// Write every record recorded so far.
+    pub fn flush(&self) {
+        self.lock().flush();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Buffered> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The flusher thread: write what is pending every [`FLUSH_INTERVAL`]; sleep while idle.
+fn flush_loop(shared: &Shared) {
+    let mut last_record = Instant::now();
+    while !shared.closed.load(Ordering::Acquire) {
+        std::thread::park_timeout(FLUSH_INTERVAL);
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.pending.is_empty() {
+            state.flush();
+            last_record = Instant::now();
+        } else if last_record.elapsed() > IDLE_AFTER {
+            shared.flusher_idle.store(true, Ordering::Release);
+            drop(state);
+            // A writer that sees `flusher_idle` unparks us; an unpark before this park makes it
+            // return at once, so no record waits for the next one.
+            while shared.flusher_idle.load(Ordering::Acquire)
+                && !shared.closed.load(Ordering::Acquire)
+            {
+                std::thread::park();
+            }
+            last_record = Instant::now();
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        if let Some(t) = &self.flusher {
+            t.unpark();
+        }
+        self.flush();
     }
 }
 

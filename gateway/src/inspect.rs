@@ -39,13 +39,16 @@ pub struct ClientMessage {
     pub resource: Option<String>,
     /// `prompts/get` prompt name.
     pub prompt: Option<String>,
-    /// Tool or prompt arguments.
-    pub arguments: Option<Value>,
     /// The whole message.
     pub value: Value,
 }
 
 impl ClientMessage {
+    /// Tool or prompt arguments.
+    pub fn arguments(&self) -> Option<&Value> {
+        self.value.get("params")?.get("arguments")
+    }
+
     /// The policy operation, with `tool` being the server's own name for the tool.
     pub fn operation<'a>(&'a self, tool: Option<&'a str>) -> Operation<'a> {
         match (self.method.as_str(), tool, &self.resource, &self.prompt) {
@@ -137,27 +140,26 @@ pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage,
                 message: format!("{method}: params.{name} must be a string"),
             })
     };
-    let mut msg = ClientMessage {
-        kind,
-        method: method.clone(),
-        id: id.clone(),
-        tool: None,
-        resource: None,
-        prompt: None,
-        arguments: params.and_then(|p| p.get("arguments")).cloned(),
-        value: value.clone(),
-    };
+    let (mut tool, mut resource, mut prompt) = (None, None, None);
     if kind == Kind::Request {
         match method.as_str() {
-            "tools/call" => msg.tool = Some(required("name")?),
+            "tools/call" => tool = Some(required("name")?),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                msg.resource = Some(required("uri")?)
+                resource = Some(required("uri")?)
             }
-            "prompts/get" => msg.prompt = Some(required("name")?),
+            "prompts/get" => prompt = Some(required("name")?),
             _ => {}
         }
     }
-    Ok(msg)
+    Ok(ClientMessage {
+        kind,
+        method,
+        id,
+        tool,
+        resource,
+        prompt,
+        value,
+    })
 }
 
 #[cfg(test)]
@@ -172,7 +174,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((m.kind, m.tool.as_deref()), (Kind::Request, Some("echo")));
-        assert_eq!(m.arguments.unwrap()["text"], "hi");
+        assert_eq!(m.arguments().unwrap()["text"], "hi");
         let n = parse(
             br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
             None,

@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::borrow::Cow;
 use std::sync::Mutex;
 
 /// Labels of a relayed (or refused) request.
@@ -15,9 +16,9 @@ pub struct RequestLabels {
     /// McpServer `namespace/name`, or `-` when no route matched.
     pub server: String,
     /// MCP method (bounded set), `GET`/`DELETE` for streams, or `-`.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// `allow`, `deny` or `-` when no decision was made.
-    pub decision: String,
+    pub decision: Cow<'static, str>,
     /// HTTP status returned to the client.
     pub status: u16,
 }
@@ -193,7 +194,7 @@ impl Drop for StreamGuard {
 }
 
 /// The bounded method label: known MCP methods as themselves, anything else as `other`.
-pub fn method_label(method: &str) -> &str {
+pub fn method_label(method: &str) -> &'static str {
     const KNOWN: &[&str] = &[
         "initialize",
         "ping",
@@ -217,9 +218,9 @@ pub fn method_label(method: &str) -> &str {
         "DELETE",
         "-",
     ];
-    if KNOWN.contains(&method) {
-        method
-    } else {
-        "other"
-    }
+    KNOWN
+        .iter()
+        .find(|k| **k == method)
+        .copied()
+        .unwrap_or("other")
 }

@@ -30,26 +30,28 @@ const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 
 /// Client headers relayed upstream. Everything else — `Authorization`, `Cookie`, API-key and
 /// agent-credential headers, `Host`, hop-by-hop headers — stays at the gateway.
-const FORWARDED_REQUEST_HEADERS: &[&str] = &[
-    "accept",
-    "content-type",
-    MCP_PROTOCOL_VERSION,
-    "last-event-id",
-    "traceparent",
-    "tracestate",
-    "user-agent",
-    "mcp-method",
-    "mcp-name",
+static FORWARDED_REQUEST_HEADERS: [HeaderName; 9] = [
+    header::ACCEPT,
+    header::CONTENT_TYPE,
+    HeaderName::from_static(MCP_PROTOCOL_VERSION),
+    HeaderName::from_static("last-event-id"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("tracestate"),
+    header::USER_AGENT,
+    HeaderName::from_static("mcp-method"),
+    HeaderName::from_static("mcp-name"),
 ];
 
 /// Upstream headers relayed to the client (the session id is replaced by the gateway's).
-const FORWARDED_RESPONSE_HEADERS: &[&str] = &[
-    "content-type",
-    "cache-control",
-    MCP_PROTOCOL_VERSION,
-    "retry-after",
-    "allow",
+static FORWARDED_RESPONSE_HEADERS: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    HeaderName::from_static(MCP_PROTOCOL_VERSION),
+    header::RETRY_AFTER,
+    header::ALLOW,
 ];
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Everything known about the request being relayed.
 pub struct Call<'a> {
@@ -111,12 +113,11 @@ pub async fn relay(
     }
 
     // === authorize ===
-    let http_method = parts.method.to_string();
     let (op, args) = match &message {
-        Some(m) => (m.operation(m.tool.as_deref()), m.arguments.as_ref()),
+        Some(m) => (m.operation(m.tool.as_deref()), m.arguments()),
         None => (
             Operation::Server {
-                method: &http_method,
+                method: parts.method.as_str(),
             },
             None,
         ),
@@ -130,17 +131,18 @@ pub async fn relay(
     );
     call.audit.decision = Some(decision.effect.to_string());
     call.audit.policy = decision.policy.as_ref().map(|p| p.to_string());
-    call.audit.reason = Some(decision.reason.clone());
     call.audit.credential_provider = decision.credential_provider.as_ref().map(|c| c.to_string());
     let id = message.as_ref().and_then(|m| m.id.clone());
     let is_request = message.as_ref().is_some_and(|m| m.kind == Kind::Request);
     if !decision.is_allowed() {
+        call.audit.reason = Some(decision.reason.clone());
         return Err(GatewayError::Denied {
             id: if is_request { id } else { None },
             reason: decision.reason,
             policy: decision.policy.map(|p| p.to_string()),
         });
     }
+    call.audit.reason = Some(decision.reason);
 
     // === credential ===
     let credential = match &decision.credential_provider {
@@ -157,26 +159,32 @@ pub async fn relay(
     };
 
     // === upstream request ===
-    let mut up = Request::builder()
-        .method(parts.method.clone())
-        .uri(route.upstream.uri.clone())
-        .body(Full::new(upstream_body))
-        .map_err(|e| GatewayError::Upstream {
-            id: id.clone(),
-            server: route.label.clone(),
-            message: e.to_string(),
-        })?;
+    let mut up = Request::new(Full::new(upstream_body));
+    *up.method_mut() = parts.method.clone();
+    *up.uri_mut() = route.upstream.uri.clone();
     let h = up.headers_mut();
-    for name in FORWARDED_REQUEST_HEADERS {
-        for v in parts.headers.get_all(*name) {
-            h.append(*name, v.clone());
+    // One pass over the client's headers, keeping only the allow-listed ones.
+    let mut last = None;
+    for (name, v) in parts.headers {
+        let name = match name {
+            Some(n) => {
+                last = FORWARDED_REQUEST_HEADERS.iter().find(|f| **f == n);
+                n
+            }
+            None => match last {
+                Some(n) => n.clone(),
+                None => continue,
+            },
+        };
+        if last.is_some() {
+            h.append(name, v);
         }
     }
     for cred_header in call.snapshot.authn.credential_headers() {
         h.remove(cred_header);
     }
     if let Ok(v) = HeaderValue::from_str(&call.audit.request_id) {
-        h.insert("x-request-id", v);
+        h.insert(X_REQUEST_ID, v);
     }
     if let Some((_, claims)) = &call.session
         && let Ok(v) = HeaderValue::from_str(&claims.upstream)
@@ -188,6 +196,7 @@ pub async fn relay(
     }
 
     let upstream = &route.upstream;
+    let method = parts.method;
     let sent = tokio::time::timeout(upstream.request_timeout, upstream.send(up)).await;
     let resp = match sent {
         Err(_) => {
@@ -235,9 +244,9 @@ pub async fn relay(
     let (up_parts, up_body) = resp.into_parts();
     let mut out = Response::builder().status(status);
     let oh = out.headers_mut().expect("fresh builder");
-    for name in FORWARDED_RESPONSE_HEADERS {
-        if let Some(v) = up_parts.headers.get(*name) {
-            oh.insert(*name, v.clone());
+    for name in &FORWARDED_RESPONSE_HEADERS {
+        if let Some(v) = up_parts.headers.get(name) {
+            oh.insert(name, v.clone());
         }
     }
     if let Some(upstream_sid) = up_parts
@@ -251,35 +260,38 @@ pub async fn relay(
             oh.insert(MCP_SESSION_ID, v);
         }
     }
-    if parts.method == Method::DELETE && status.is_success() && call.session.is_some() {
+    if method == Method::DELETE && status.is_success() && call.session.is_some() {
         call.gateway.metrics.active_sessions.dec();
     }
 
-    let rewriter = Rewriter {
-        snapshot: call.snapshot.clone(),
-        server: call.server,
-        who: call.who.clone(),
-        pending: message
-            .as_ref()
-            .filter(|m| m.kind == Kind::Request)
-            .and_then(|m| Some((m.id.clone()?, m.method.clone()))),
-    };
+    let pending = message
+        .filter(|m| m.kind == Kind::Request)
+        .and_then(|m| Some((m.id?, m.method)));
     let content_type = up_parts
         .headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let body = if content_type.starts_with("text/event-stream") {
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let is_sse = starts_with_ignore_case(content_type, b"text/event-stream");
+    let may_rewrite = pending
+        .as_ref()
+        .is_some_and(|(_, m)| authz::is_filtered_list(m));
+    let rewriter = |pending| Rewriter {
+        snapshot: call.snapshot.clone(),
+        server: call.server,
+        who: call.who,
+        pending,
+    };
+    let body = if is_sse {
         rewrite::relay_sse(
             up_body,
-            rewriter,
+            rewriter(pending),
             upstream.idle_timeout,
             call.gateway.clone(),
             call.audit.clone(),
         )
-    } else if content_type.starts_with("application/json") && rewriter.may_rewrite() {
-        match rewrite::rewrite_json(up_body, &rewriter).await {
+    } else if may_rewrite && starts_with_ignore_case(content_type, b"application/json") {
+        match rewrite::rewrite_json(up_body, &rewriter(pending)).await {
             Ok(b) => body::full(b),
             Err(message) => {
                 call.gateway
@@ -300,6 +312,10 @@ pub async fn relay(
         server: route.label.clone(),
         message: e.to_string(),
     })
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 /// The client's session id for `upstream_sid`: the one it sent if it still names that upstream

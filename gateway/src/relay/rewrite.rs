@@ -3,6 +3,7 @@
 //! is forwarded byte for byte the moment it is complete.
 
 use super::sse::{Event, Parser};
+use super::upstream::UpstreamBody;
 use crate::audit::AuditRecord;
 use crate::authn::Identity;
 use crate::authz;
@@ -12,7 +13,7 @@ use crate::metrics::StreamGuard;
 use crate::state::{Gateway, Snapshot};
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,13 +40,6 @@ impl Rewriter {
             .config
             .tool_prefix
             .as_deref()
-    }
-
-    /// Whether a response to the pending request may need changing.
-    pub fn may_rewrite(&self) -> bool {
-        self.pending
-            .as_ref()
-            .is_some_and(|(_, m)| authz::is_filtered_list(m))
     }
 
     /// Rewrite one server→client message in place; `true` if it changed.
@@ -89,7 +83,7 @@ impl Rewriter {
 }
 
 /// Collect a JSON response (bounded), rewrite it, and return the new body.
-pub async fn rewrite_json(body: Incoming, rewriter: &Rewriter) -> Result<Bytes, String> {
+pub async fn rewrite_json(body: UpstreamBody, rewriter: &Rewriter) -> Result<Bytes, String> {
     let bytes = http_body_util::Limited::new(body, MAX_MESSAGE_BYTES)
         .collect()
         .await
@@ -105,7 +99,7 @@ pub async fn rewrite_json(body: Incoming, rewriter: &Rewriter) -> Result<Bytes, 
 }
 
 struct SseState {
-    body: Incoming,
+    body: UpstreamBody,
     parser: Parser,
     rewriter: Rewriter,
     idle: Duration,
@@ -229,7 +223,7 @@ impl SseState {
 /// Relay an SSE body event by event: each event is forwarded as soon as its terminating blank
 /// line arrives, rewritten only when it answers a filtered list request.
 pub fn relay_sse(
-    body: Incoming,
+    body: UpstreamBody,
     rewriter: Rewriter,
     idle: Duration,
     gateway: Arc<Gateway>,

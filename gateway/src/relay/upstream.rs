@@ -1,23 +1,38 @@
 //! The HTTP client of one upstream McpServer: plain HTTP or HTTPS (system roots, or the CA
 //! bundle from the McpServer's Secret), HTTP/1.1 or HTTP/2, with the server's timeouts.
+//!
+//! Plain-HTTP upstreams (the usual in-cluster case) use [`H1Pool`]: HTTP/1.1 connections that
+//! the task of the request using them drives itself. The gateway's request task writes the
+//! upstream request, reads the response and streams its body with no hand-off to a separate
+//! connection task and back — each hand-off is a wakeup, on a busy machine often of another
+//! thread, and they were most of the latency the gateway added (bench/RESULTS.md). HTTPS
+//! upstreams (HTTP/2 by ALPN, multiplexed) keep hyper's pooled client.
 
 use crate::state::SecretValues;
 use bytes::Bytes;
 use gatehouse_api::config::{ServerConfig, Upstream as UpstreamKind};
+use http::{HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use std::sync::Arc;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// A configured upstream.
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Transport,
     /// The upstream's MCP endpoint.
     pub uri: http::Uri,
     /// Time allowed until response headers.
@@ -47,6 +62,17 @@ impl Upstream {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("upstream URL {url:?} is not valid: {e}"))?;
+        let request_timeout = Duration::from_millis(server.request_timeout_ms);
+        let idle_timeout = Duration::from_millis(server.stream_idle_timeout_ms);
+        if uri.scheme_str() == Some("http") {
+            let pool = H1Pool::new(&uri, Duration::from_millis(server.connect_timeout_ms))?;
+            return Ok(Self {
+                client: Transport::Plain(Arc::new(pool)),
+                uri,
+                request_timeout,
+                idle_timeout,
+            });
+        }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -99,19 +125,293 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
         Ok(Self {
-            client,
+            client: Transport::Tls(Box::new(client)),
             uri,
-            request_timeout: Duration::from_millis(server.request_timeout_ms),
-            idle_timeout: Duration::from_millis(server.stream_idle_timeout_ms),
+            request_timeout,
+            idle_timeout,
         })
     }
 
-    /// Send a request (the caller applies the request timeout).
-    pub fn send(
+    /// Send a request for [`Self::uri`] (the caller applies the request timeout).
+    pub async fn send(
         &self,
-        req: http::Request<Full<Bytes>>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
-        self.client.request(req)
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        match &self.client {
+            Transport::Plain(pool) => pool.send(req).await,
+            Transport::Tls(client) => match client.request(req).await {
+                Ok(r) => Ok(r.map(|body| UpstreamBody(Inner::Plain(body)))),
+                Err(e) if e.is_connect() => Err(SendError::Connect(e.to_string())),
+                Err(e) => Err(SendError::Request(e.to_string())),
+            },
+        }
+    }
+}
+
+enum Transport {
+    Plain(Arc<H1Pool>),
+    Tls(Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>),
+}
+
+/// Why an upstream request failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made.
+    Connect(String),
+    /// The request or its response failed on a connection.
+    Request(String),
+}
+
+impl SendError {
+    /// Whether no connection could be made.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, SendError::Connect(_))
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) | SendError::Request(e) => f.write_str(e),
+        }
+    }
+}
+
+// === impl H1Pool ===
+
+/// Idle connections kept per plain-HTTP upstream.
+const MAX_IDLE: usize = 256;
+/// An idle connection older than this is closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// HTTP/1.1 connections to one plain-HTTP upstream, each used by one request at a time and
+/// driven by that request's task (see the module documentation).
+pub struct H1Pool {
+    /// `host:port` to connect to.
+    addr: String,
+    /// The `Host` header.
+    host: HeaderValue,
+    /// The request target (origin form).
+    target: http::Uri,
+    connect_timeout: Duration,
+    /// Idle connections, oldest first.
+    idle: Mutex<Vec<(Instant, H1Conn)>>,
+}
+
+/// One connection: its request handle and the connection future that does its I/O.
+struct H1Conn {
+    sender: http1::SendRequest<Full<Bytes>>,
+    conn: http1::Connection<TokioIo<TcpStream>, Full<Bytes>>,
+    /// The connection future completed: the connection is closed.
+    closed: bool,
+}
+
+impl H1Conn {
+    /// Drive the connection's I/O.
+    fn poll_io(&mut self, cx: &mut Context<'_>) {
+        if !self.closed && Pin::new(&mut self.conn).poll(cx).is_ready() {
+            self.closed = true;
+        }
+    }
+}
+
+impl H1Pool {
+    fn new(uri: &http::Uri, connect_timeout: Duration) -> Result<Self, String> {
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("upstream URL {uri} has no host"))?;
+        let port = uri.port_u16().unwrap_or(80);
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
+        let target = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .parse()
+            .map_err(|e| format!("upstream URL {uri}: {e}"))?;
+        Ok(Self {
+            addr: format!("{host}:{port}"),
+            host: HeaderValue::from_str(authority)
+                .map_err(|e| format!("upstream URL {uri}: {e}"))?,
+            target,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The most recently used idle connection still good for a request.
+    fn checkout(&self) -> Option<H1Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let stale = idle
+            .iter()
+            .take_while(|(since, _)| now.duration_since(*since) > IDLE_TIMEOUT)
+            .count();
+        let stale: Vec<_> = idle.drain(..stale).collect();
+        let mut found = None;
+        while let Some((_, c)) = idle.pop() {
+            if !c.closed && c.sender.is_ready() {
+                found = Some(c);
+                break;
+            }
+        }
+        drop(idle);
+        drop(stale);
+        found
+    }
+
+    /// Return a connection whose exchange is complete; one not ready for another request is
+    /// closed.
+    fn checkin(&self, c: H1Conn) {
+        if c.closed || !c.sender.is_ready() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push((Instant::now(), c));
+        }
+    }
+
+    async fn connect(&self) -> Result<H1Conn, SendError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| SendError::Connect(format!("connecting to {} timed out", self.addr)))?
+            .map_err(|e| SendError::Connect(format!("connecting to {}: {e}", self.addr)))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Connect(e.to_string()))?;
+        Ok(H1Conn {
+            sender,
+            conn,
+            closed: false,
+        })
+    }
+
+    async fn send(
+        self: &Arc<Self>,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        *req.uri_mut() = self.target.clone();
+        req.headers_mut()
+            .insert(http::header::HOST, self.host.clone());
+        let (mut c, mut reused) = match self.checkout() {
+            Some(c) => (c, true),
+            None => (self.connect().await?, false),
+        };
+        loop {
+            let mut pending = std::pin::pin!(c.sender.try_send_request(req));
+            let sent = std::future::poll_fn(|cx| {
+                c.poll_io(cx);
+                pending.as_mut().poll(cx)
+            })
+            .await;
+            match sent {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let mut body = PooledBody {
+                        body,
+                        conn: Some(c),
+                        pool: self.clone(),
+                    };
+                    if body.body.is_end_stream() {
+                        std::future::poll_fn(|cx| {
+                            body.finish(cx);
+                            Poll::Ready(())
+                        })
+                        .await;
+                    }
+                    return Ok(Response::from_parts(
+                        parts,
+                        UpstreamBody(Inner::Pooled(body)),
+                    ));
+                }
+                Err(mut e) => match e.take_message() {
+                    // Not sent: an idle connection the upstream had closed. Retry once, on a
+                    // fresh connection. A request that may have been sent is never retried.
+                    Some(r) if reused => {
+                        req = r;
+                        c = self.connect().await?;
+                        reused = false;
+                    }
+                    _ => return Err(SendError::Request(e.into_error().to_string())),
+                },
+            }
+        }
+    }
+}
+
+/// A response body from an upstream.
+pub struct UpstreamBody(Inner);
+
+// A body is created once per response and moved a few times; boxing the connection would
+// allocate on every request instead.
+#[allow(clippy::large_enum_variant)]
+enum Inner {
+    /// From hyper's pooled client (or with the connection already returned).
+    Plain(Incoming),
+    /// Reading it drives its connection, which returns to the pool at its end.
+    Pooled(PooledBody),
+}
+
+struct PooledBody {
+    body: Incoming,
+    conn: Option<H1Conn>,
+    pool: Arc<H1Pool>,
+}
+
+impl PooledBody {
+    /// The response is complete: let the connection settle into idle and pool it.
+    fn finish(&mut self, cx: &mut Context<'_>) {
+        if let Some(mut c) = self.conn.take() {
+            if !c.sender.is_ready() {
+                c.poll_io(cx);
+            }
+            self.pool.checkin(c);
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let p = match &mut self.get_mut().0 {
+            Inner::Plain(b) => return Pin::new(b).poll_frame(cx),
+            Inner::Pooled(p) => p,
+        };
+        let mut r = Pin::new(&mut p.body).poll_frame(cx);
+        if r.is_pending()
+            && let Some(c) = p.conn.as_mut()
+        {
+            // The first poll told the connection the body is wanted; now let it deliver.
+            c.poll_io(cx);
+            r = Pin::new(&mut p.body).poll_frame(cx);
+        }
+        match &r {
+            Poll::Ready(None) => p.finish(cx),
+            Poll::Ready(Some(Ok(_))) if p.body.is_end_stream() => p.finish(cx),
+            Poll::Ready(Some(Err(_))) => p.conn = None,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Inner::Plain(b) => b.is_end_stream(),
+            Inner::Pooled(p) => p.body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Inner::Plain(b) => b.size_hint(),
+            Inner::Pooled(p) => p.body.size_hint(),
+        }
     }
 }
 
