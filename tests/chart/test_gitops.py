@@ -141,16 +141,3 @@ def test_the_chart_accepts_the_argo_cd_values(install):
     rel = install(values, release="argo")
     assert rel.one("NetworkPolicy")
     assert not rel.find("McpGateway")
-
-
-def test_the_first_policy_guide_manifests_compile_and_allow_alice(tmp_path):
-    text = (REPO / "docs" / "first-policy.md").read_text()
-    manifest = text.split("```yaml\n# first-policy.yaml\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "first-policy.yaml").write_text(manifest)
-    p = subprocess.run(
-        [str(gateway_binary()), "check", "--manifests", str(tmp_path), "--user", "alice", "--server", "demo",
-         "--namespace", "demo", "--tool", "echo"],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "ok: every object compiles cleanly" in p.stdout and "AccessPolicy demo/alice-demo" in p.stdout
