@@ -4,6 +4,8 @@
 --   BENCH_KEYS      file with one API key per line; requests cycle through them in
 --                   `X-API-Key` (each wrk thread starts at a different offset). Sent to every
 --                   system so all three parse the same request bytes; nginx ignores it.
+--   BENCH_KEY_HEADER the header the keys go in (default `X-API-Key`; `Authorization` for
+--                   the OIDC system, whose key file holds `Bearer <JWT>` lines).
 --   BENCH_AUTH      an extra `Authorization` value (the "direct" client holds the upstream
 --                   token itself; the proxies inject it instead).
 --   BENCH_DELAY_MS  pause each connection this long between responses and its next request
@@ -34,11 +36,13 @@ function init(args)
   }
   local auth = os.getenv("BENCH_AUTH")
   if auth and auth ~= "" then headers["Authorization"] = auth end
+  local key_header = os.getenv("BENCH_KEY_HEADER")
+  if not key_header or key_header == "" then key_header = "X-API-Key" end
   local keys_file = os.getenv("BENCH_KEYS")
   if keys_file and keys_file ~= "" then
     for key in io.lines(keys_file) do
       if key ~= "" then
-        headers["X-API-Key"] = key
+        headers[key_header] = key
         table.insert(requests, wrk.format("POST", nil, headers, body))
       end
     end
