@@ -80,7 +80,17 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors (EMFILE/ENFILE) or memory: the pending
+                        // connection stays queued, so retrying at once would spin a core.
+                        // Pause; established connections keep being served meanwhile.
+                        tracing::warn!(error = %e, "accept failed; pausing 100 ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let watcher = graceful.watcher();
                 let handler = handler.clone();
