@@ -105,9 +105,13 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn tls_config() -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    tls_config_trusting(roots)
+}
+
+fn tls_config_trusting(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
@@ -123,6 +127,24 @@ pub fn outbound_connector(
     keepalive: Option<Duration>,
 ) -> HttpsConnector<HttpConnector> {
     outbound_connector_with(GaiResolver::new(), all_versions, keepalive)
+}
+
+/// An HTTP/1.1, `https`-only connector trusting `roots` and nothing else (the system roots are
+/// not consulted), with the same connect timeout as [`outbound_connector`]. For a peer whose
+/// CA is given explicitly, e.g. the operator's push endpoint (`--operator-ca`).
+pub fn connector_trusting(
+    roots: rustls::RootCertStore,
+    keepalive: Option<Duration>,
+) -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    http.set_keepalive(keepalive);
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config_trusting(roots))
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http)
 }
 
 /// [`outbound_connector`] with a chosen DNS resolver.

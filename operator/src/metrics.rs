@@ -122,10 +122,14 @@ impl Metrics {
 
 /// Serves `/metrics`, `/healthz` and `/readyz`.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
-    serve::serve(listener, move |req: Request<hyper::body::Incoming>| {
-        let metrics = metrics.clone();
-        async move { respond(&req, &metrics) }
-    })
+    serve::serve(
+        listener,
+        None,
+        move |req: Request<hyper::body::Incoming>| {
+            let metrics = metrics.clone();
+            async move { respond(&req, &metrics) }
+        },
+    )
     .await
 }
 

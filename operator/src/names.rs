@@ -8,6 +8,7 @@
 //! | Deployment, Service, PodDisruptionBudget | `gw` |
 //! | ServiceAccount, Role, RoleBinding | `gw-gatehouse` |
 //! | ConfigMap (last-known-good snapshot) | `gw-gatehouse-snapshot` |
+//! | ConfigMap (CA of the operator's push endpoint) | `gw-gatehouse-operator-ca` |
 
 use gatehouse_api::config::GatewayId;
 use gatehouse_api::refs::ObjectKey;
@@ -23,6 +24,10 @@ pub const DEPLOYMENT_LABEL: &str = "gatehouse.dev/deployment";
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=gatehouse-operator";
 /// Admin (health, readiness, metrics) port of gateway containers.
 pub const ADMIN_PORT: i32 = 9090;
+/// Where gateway containers mount their operator CA ConfigMap.
+pub const OPERATOR_CA_DIR: &str = "/etc/gatehouse/operator-ca";
+/// The CA bundle's key in that ConfigMap (and file name in the mount).
+pub const OPERATOR_CA_FILE: &str = "ca.crt";
 
 /// The namespace/name every per-deployment object is named after.
 pub fn base(id: &GatewayId) -> &ObjectKey {
@@ -45,6 +50,11 @@ pub fn service_account(id: &GatewayId) -> String {
 /// ConfigMap holding the last-known-good snapshot.
 pub fn snapshot_config_map(id: &GatewayId) -> String {
     format!("{}-gatehouse-snapshot", base(id).name)
+}
+
+/// ConfigMap holding the CA bundle the deployment verifies the operator's push endpoint with.
+pub fn operator_ca_config_map(id: &GatewayId) -> String {
+    format!("{}-gatehouse-operator-ca", base(id).name)
 }
 
 /// Value of [`DEPLOYMENT_LABEL`] (label values cannot contain `/`).

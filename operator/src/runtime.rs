@@ -4,6 +4,7 @@
 use crate::index::Index;
 use crate::leader::{self, Election};
 use crate::metrics::{self, Metrics};
+use crate::push::tls::{CertFiles, ServingCert};
 use crate::push::{self, PushState};
 use crate::replicas::Fleet;
 use crate::snapshots::{self, Published};
@@ -29,16 +30,30 @@ pub struct Settings {
         default_value = "ghcr.io/gatehouse-dev/gatehouse-gateway:latest"
     )]
     pub gateway_image: String,
-    /// Address the snapshot push server listens on (plain HTTP).
+    /// Address the snapshot push server listens on (HTTPS with `--push-tls-cert`, else plain
+    /// HTTP).
     #[arg(long, default_value = "0.0.0.0:8443")]
     pub push_listen: SocketAddr,
-    /// URL gateways use to reach the push server (passed to them as `--operator`).
+    /// URL gateways use to reach the push server (passed to them as `--operator`): `https://`
+    /// when the push server serves TLS.
     #[arg(
         long,
         env = "GATEHOUSE_PUSH_URL",
         default_value = "http://gatehouse-operator.gatehouse-system.svc:8443"
     )]
     pub push_url: String,
+    /// PEM certificate chain the push server presents (TLS on; needs `--push-tls-key`). Re-read
+    /// when the file changes, e.g. when the kubelet updates a mounted Secret.
+    #[arg(long, requires = "push_tls_key")]
+    pub push_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--push-tls-cert`.
+    #[arg(long, requires = "push_tls_cert")]
+    pub push_tls_key: Option<PathBuf>,
+    /// PEM CA bundle that signed the push server's certificate: copied into a ConfigMap next to
+    /// every gateway Deployment, which verifies the operator with it (`--operator-ca`) and with
+    /// nothing else. Without it, gateways verify an `https` push URL against their system roots.
+    #[arg(long)]
+    pub push_ca: Option<PathBuf>,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
@@ -91,8 +106,60 @@ fn identity(settings: &Settings) -> String {
     })
 }
 
+/// The push endpoint's TLS, checked against the push URL gateways are given: a push server
+/// serving TLS behind an `http://` URL, or a CA for one, would only produce gateways that never
+/// connect.
+fn push_tls(settings: &Settings) -> anyhow::Result<(Option<Arc<ServingCert>>, Option<String>)> {
+    let https = settings.push_url.starts_with("https://");
+    anyhow::ensure!(
+        https || settings.push_url.starts_with("http://"),
+        "--push-url {:?} must be an http:// or https:// URL",
+        settings.push_url
+    );
+    let cert = match (&settings.push_tls_cert, &settings.push_tls_key) {
+        (Some(cert), Some(key)) => {
+            anyhow::ensure!(
+                https,
+                "--push-tls-cert is set but --push-url {:?} is not https://: gateways would speak \
+                 plain HTTP to a TLS endpoint",
+                settings.push_url
+            );
+            let files = CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            Some(Arc::new(
+                ServingCert::load(files).context("--push-tls-cert/--push-tls-key")?,
+            ))
+        }
+        _ => None,
+    };
+    let ca = match &settings.push_ca {
+        Some(path) => {
+            anyhow::ensure!(
+                https,
+                "--push-ca is set but --push-url {:?} is not https://",
+                settings.push_url
+            );
+            Some(push::tls::read_ca(path).context("--push-ca")?)
+        }
+        None => None,
+    };
+    match (&cert, https) {
+        (Some(_), _) => tracing::info!(url = %settings.push_url, ca = ca.is_some(),
+            "push endpoint serves TLS"),
+        (None, true) => tracing::info!(url = %settings.push_url,
+            "push endpoint serves plain HTTP; gateways dial an https URL (TLS terminated in front)"),
+        (None, false) => tracing::warn!(url = %settings.push_url,
+            "push endpoint serves plain HTTP: gateway tokens and snapshots cross the network \
+             unencrypted (set --push-tls-cert/--push-tls-key/--push-ca)"),
+    }
+    Ok((cert, ca))
+}
+
 /// Runs the operator until SIGINT/SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let (serving_cert, push_ca) = push_tls(&settings)?;
     let client = client(&settings).await?;
     let metrics = Arc::new(Metrics::new());
     let push_listener = TcpListener::bind(settings.push_listen)
@@ -122,8 +189,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     ));
 
     let fleet = Fleet::default();
+    let (ca_tx, ca_rx) = watch::channel(push_ca);
+    tokio::spawn(push::tls::watch(
+        serving_cert.clone(),
+        settings.push_ca.clone().map(|path| (path, ca_tx)),
+    ));
     tokio::spawn(push::serve(
         push_listener,
+        serving_cert,
         PushState {
             client: client.clone(),
             published: published.clone(),
@@ -175,9 +248,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         workloads::Settings {
             gateway_image: settings.gateway_image.clone(),
             push_url: settings.push_url.clone(),
+            operator_ca: None,
         },
         published,
         leader,
+        ca_rx,
     ));
 
     shutdown_signal().await;
@@ -186,13 +261,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Applies workloads on every publication while leading; retries failures after 2 s and
-/// re-applies everything every 5 minutes (repairing out-of-band edits).
+/// Applies workloads on every publication (and CA bundle change) while leading; retries
+/// failures after 2 s and re-applies everything every 5 minutes (repairing out-of-band edits).
 async fn run_workloads(
     mut applier: Applier,
-    settings: workloads::Settings,
+    mut settings: workloads::Settings,
     mut published: watch::Receiver<Arc<Published>>,
     mut leader: watch::Receiver<bool>,
+    mut push_ca: watch::Receiver<Option<String>>,
 ) {
     let mut resync = tokio::time::interval(Duration::from_secs(300));
     let mut retry = false;
@@ -200,10 +276,13 @@ async fn run_workloads(
         tokio::select! {
             r = published.changed() => if r.is_err() { return },
             r = leader.changed() => if r.is_err() { return },
+            // The sender lives as long as the file watch, which runs forever.
+            Ok(()) = push_ca.changed() => {}
             _ = resync.tick() => applier.resync(),
             _ = tokio::time::sleep(Duration::from_secs(2)), if retry => {}
         }
         let current = published.borrow_and_update().clone();
+        settings.operator_ca = push_ca.borrow_and_update().clone();
         if !*leader.borrow_and_update() || current.seq == 0 {
             applier.resync();
             continue;

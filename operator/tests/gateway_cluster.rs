@@ -44,8 +44,8 @@ async fn cluster_mode_gateway_follows_the_operator_against_the_api_double() {
         .ok(&["apply", "-f", manifests.manifests().to_str().unwrap()])
         .await;
 
-    let push = free_port();
-    let op = operator_on(kubeconfig, push).await;
+    let push = PushEndpoint::new();
+    let op = operator_on(kubeconfig, &push).await;
     // The ServiceAccount token the kubelet would project into the pod.
     let token = "projected-token-default-local-gatehouse";
     double.register_token(
@@ -61,15 +61,25 @@ async fn cluster_mode_gateway_follows_the_operator_against_the_api_double() {
     let t = Instant::now();
     let mut gw = ClusterGateway::start(
         kubeconfig,
-        push,
+        &push,
         &token_file,
         &scratch_dir.path().join("no-snapshot.json"),
         "local-7d9c-a",
         &gw_log,
     );
 
-    // --- snapshot received, Secrets read, applied, ACKed: Ready everywhere
+    // --- over HTTPS: the snapshot received, Secrets read, applied, ACKed: Ready everywhere
     let ready = gw.ready().await;
+    let log = std::fs::read_to_string(&gw_log).unwrap();
+    assert!(
+        log.contains("verifying the operator's certificate against the --operator-ca bundle only"),
+        "{log}"
+    );
+    assert!(log.contains("snapshot stream open"), "{log}");
+    assert!(
+        log.contains(&format!("{}/v1/snapshots/", push.url())),
+        "{log}"
+    );
     println!(
         "TIMING gateway start to ready: {:?} ({})",
         t.elapsed(),
@@ -286,7 +296,7 @@ async fn cluster_mode_gateway_follows_the_operator_against_the_api_double() {
     }
     assert!(gw.ready().await.starts_with("ready"));
     let t = Instant::now();
-    let op = operator_on(kubeconfig, push).await;
+    let op = operator_on(kubeconfig, &push).await;
     eventually(
         "the gateway reconnects",
         Duration::from_secs(30),
@@ -363,7 +373,7 @@ async fn cluster_mode_gateway_follows_the_operator_against_the_api_double() {
     std::fs::write(&lkg_file, cm).unwrap();
     let gw2 = ClusterGateway::start(
         kubeconfig,
-        push,
+        &push,
         &token_file,
         &lkg_file,
         "local-7d9c-b",

@@ -111,8 +111,8 @@ async fn consent_in_cluster_mode_stores_a_sealed_grant_secret_every_replica_uses
     kubectl
         .apply(&manifests(&public, &idp.issuer, saas.url(), &demo.url))
         .await;
-    let push = free_port();
-    let _op = operator_on(kubeconfig, push).await;
+    let push = PushEndpoint::new();
+    let _op = operator_on(kubeconfig, &push).await;
 
     let token = "projected-token-default-gw-gatehouse";
     double.register_token(
@@ -129,7 +129,7 @@ async fn consent_in_cluster_mode_stores_a_sealed_grant_secret_every_replica_uses
             "default/gw",
             listen,
             kubeconfig,
-            push,
+            &push,
             &token_file,
             &scratch.path().join("no-snapshot.json"),
             pod,

@@ -16,37 +16,8 @@ use gateway_cluster_support::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::rbac::v1::Role;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use std::time::Duration;
 use support::*;
-
-/// A test CA and a server certificate for 127.0.0.1 it issued.
-struct Issued {
-    ca_pem: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn issue(ca_name: &str) -> Issued {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, ca_name);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    Issued {
-        ca_pem: ca_cert.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
 
 fn tls_secret(crt: &str, key: &str) -> String {
     let indent = |pem: &str| pem.trim_end().replace('\n', "\n    ");
@@ -107,8 +78,8 @@ async fn cluster_mode_gateway_serves_https_from_the_listener_secret_and_follows_
         .apply(&tls_secret(&first.cert_pem, &stranger.key_pem))
         .await;
 
-    let push = free_port();
-    let _op = operator_on(kubeconfig, push).await;
+    let push = PushEndpoint::new();
+    let _op = operator_on(kubeconfig, &push).await;
 
     // --- the operator renders HTTPS: the flag, the port names, the Role
     let deployment = eventually(
@@ -150,7 +121,7 @@ async fn cluster_mode_gateway_serves_https_from_the_listener_secret_and_follows_
     let gw_log = scratch_dir.path().join("gateway.log");
     let mut gw = ClusterGateway::start_with(
         kubeconfig,
-        push,
+        &push,
         &token_file,
         &scratch_dir.path().join("no-snapshot.json"),
         "local-7d9c-a",

@@ -141,3 +141,17 @@ def test_the_chart_accepts_the_argo_cd_values(install):
     rel = install(values, release="argo")
     assert rel.one("NetworkPolicy")
     assert not rel.find("McpGateway")
+
+
+def test_argo_cd_keeps_the_live_push_certificate(install):
+    """Argo CD renders with `helm template`, where the chart's lookup sees nothing: without
+    ignoring the generated Secret's data, every sync would replace the operator's certificate
+    and CA and cut every gateway's config stream."""
+    app = apps()["Application/gatehouse"]["spec"]
+    assert "RespectIgnoreDifferences=true" in app["syncPolicy"]["syncOptions"]
+    ignored = [d for d in app["ignoreDifferences"] if d["kind"] == "Secret"]
+    assert len(ignored) == 1 and ignored[0]["jsonPointers"] == ["/data"]
+    rel = install(app["source"]["helm"]["valuesObject"], release=app["source"]["helm"]["releaseName"])
+    secret = rel.one("Secret", ignored[0]["name"])
+    assert {"tls.crt", "tls.key", "ca.crt"} <= set(secret.get("data", {}))
+    assert ignored[0]["namespace"] == app["destination"]["namespace"]

@@ -4,8 +4,11 @@ leaves the CRDs and users' resources in place."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import socket
+import ssl
 import subprocess
 import threading
 from pathlib import Path
@@ -143,10 +146,37 @@ def test_the_operator_started_with_the_charts_arguments_reconciles_the_default_g
            "POD_NAMESPACE": rel.namespace, "PATH": "/usr/bin:/bin"}
     env.update({e["name"]: e["value"] for e in c["env"] if "value" in e})
     push_url = env["GATEHOUSE_PUSH_URL"]
-    assert push_url == f"http://e2e-gatehouse-operator.{rel.namespace}.svc:8443"
-    log = open(workdir / "operator.log", "w")
+    svc = f"e2e-gatehouse-operator.{rel.namespace}.svc"
+    assert push_url == f"https://{svc}:8443"
+    # The mounted push-tls Secret, as the kubelet would project it: the chart-generated files.
+    secret = rel.one("Secret", "e2e-gatehouse-operator-push-tls")
+    tls_dir = workdir / "e2e-push-tls"
+    tls_dir.mkdir(exist_ok=True)
+    for key, b64 in secret["data"].items():
+        (tls_dir / key).write_bytes(base64.b64decode(b64))
+    args = [a.replace("/etc/gatehouse/push-tls", str(tls_dir)) for a in args]
+    log_path = workdir / "operator.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen([str(_operator_binary()), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
+        # The push endpoint presents a certificate the chart's CA signed, for every Service name
+        # a gateway may dial (Python's ssl verifies the chain and the name).
+        def push_address():
+            for line in log_path.read_text().splitlines():
+                if line.startswith("{") and '"push"' in line:
+                    return json.loads(line)["push"]
+            return None
+        host, port = wait_for(push_address, timeout=30).rsplit(":", 1)
+        trust = ssl.create_default_context(cafile=str(tls_dir / "ca.crt"))
+        for name in ["e2e-gatehouse-operator", f"e2e-gatehouse-operator.{rel.namespace}", svc, f"{svc}.cluster.local"]:
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                with trust.wrap_socket(sock, server_hostname=name) as tls:
+                    assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        # ... and nothing else: a client trusting only another CA refuses it.
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                ssl.create_default_context().wrap_socket(sock, server_hostname=svc)
+
         def accepted():
             gw = kube.get_json("-n", rel.namespace, "mcpgateway", "gatehouse")
             conds = {x["type"]: x for x in (gw.get("status") or {}).get("conditions") or []}
@@ -160,7 +190,14 @@ def test_the_operator_started_with_the_charts_arguments_reconciles_the_default_g
         (dep,) = wait_for(gateway_deployment, timeout=60)
         (gw_container,) = dep["spec"]["template"]["spec"]["containers"]
         assert gw_container["image"] == "gatehouse/gatehouse-gateway:dev"  # the chart's --gateway-image
-        assert push_url in gw_container.get("args", []) + [e.get("value") for e in gw_container.get("env", [])]
+        gw_args = gw_container.get("args", [])
+        assert push_url in gw_args
+        # The gateway trusts the chart's CA, from a ConfigMap next to it.
+        assert gw_args[gw_args.index("--operator-ca") + 1] == "/etc/gatehouse/operator-ca/ca.crt"
+        ca_cm = wait_for(lambda: kube.kubectl(
+            "get", "-n", rel.namespace, "configmap", "gatehouse-gatehouse-operator-ca", "-o", "json", check=False
+        ).stdout)
+        assert json.loads(ca_cm)["data"]["ca.crt"] == (tls_dir / "ca.crt").read_text()
         # Leader election happened in the release namespace (the chart's Role covers only that).
         leases = kube.get_json("-n", rel.namespace, "leases")["items"]
         assert leases and leases[0]["spec"]["holderIdentity"] == "e2e-gatehouse-operator-0"

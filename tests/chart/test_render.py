@@ -4,11 +4,13 @@ probes, images, labels, and every optional object."""
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
 
-from chartlib import CHART, read_values
+import helm_sdkpy
+from chartlib import CHART, load_yaml_docs, read_values, run
 from podsecurity import violations
 
 COMMON_LABELS = {
@@ -46,7 +48,7 @@ def external_sa(install):
 def test_default_install_renders_exactly_the_operator_objects(default):
     assert default.kinds() == sorted([
         "ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget", "Role",
-        "RoleBinding", "Service", "ServiceAccount",
+        "RoleBinding", "Secret", "Service", "ServiceAccount",
     ])
     assert list(default.hooks) == ["gatehouse-operator-test-ready"]
 
@@ -60,7 +62,8 @@ def test_names_follow_the_release(default, install, single):
 def test_every_optional_object_can_be_turned_on(full):
     assert full.kinds() == sorted([
         "ClusterRole", "ClusterRoleBinding", "Deployment", "McpGateway", "NetworkPolicy",
-        "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor",
+        "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount",
+        "ServiceMonitor",
     ])
 
 
@@ -70,7 +73,7 @@ def test_single_replica_has_no_pod_disruption_budget(single):
 
 
 def test_rbac_and_service_account_can_be_managed_outside_the_chart(external_sa):
-    assert external_sa.kinds() == ["Deployment", "PodDisruptionBudget", "Service"]
+    assert external_sa.kinds() == ["Deployment", "PodDisruptionBudget", "Secret", "Service"]
     pod = external_sa.one("Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "gatehouse-operator"
 
@@ -93,11 +96,14 @@ def test_operator_runs_with_leader_election_and_the_gateway_image(default):
         "--gateway-image", "gatehouse/gatehouse-gateway:0.1.0",
         "--push-listen", "0.0.0.0:8443",
         "--metrics-listen", "0.0.0.0:9090",
+        "--push-tls-cert", "/etc/gatehouse/push-tls/tls.crt",
+        "--push-tls-key", "/etc/gatehouse/push-tls/tls.key",
+        "--push-ca", "/etc/gatehouse/push-tls/ca.crt",
     ]
     assert c["image"] == "gatehouse/gatehouse-operator:0.1.0"
     assert c["imagePullPolicy"] == "IfNotPresent"
     env = {e["name"]: e for e in c["env"]}
-    assert env["GATEHOUSE_PUSH_URL"]["value"] == "http://gatehouse-operator.gatehouse-system.svc:8443"
+    assert env["GATEHOUSE_PUSH_URL"]["value"] == "https://gatehouse-operator.gatehouse-system.svc:8443"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
@@ -193,7 +199,7 @@ def test_service_exposes_push_and_metrics(default):
         "metrics": (9090, "metrics"),
     }
     assert svc["spec"]["type"] == "ClusterIP"
-    assert "http://gatehouse-operator.gatehouse-system.svc:8443" in default.notes
+    assert "https://gatehouse-operator.gatehouse-system.svc:8443" in default.notes
 
 
 def test_pod_disruption_budget_keeps_one_operator(default):
@@ -324,3 +330,72 @@ def test_helm_test_hook_checks_readyz_through_the_service(default):
     assert env["READYZ_URL"] == "http://gatehouse-operator.gatehouse-system.svc:9090/readyz"
     assert "wget" in c["command"][-1] and "$READYZ_URL" in c["command"][-1]
     assert c["image"] == "busybox:1.37"
+
+
+# === TLS on the push endpoint ===
+
+
+def _pem(secret: dict, key: str) -> str:
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def test_the_push_endpoint_serves_tls_with_a_generated_ca_by_default(default):
+    # That the CA signed the certificate for the Service's names is proven by a real handshake
+    # with the operator (test_install.py).
+    secret = default.one("Secret", "gatehouse-operator-push-tls")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert sorted(secret["data"]) == ["ca.crt", "tls.crt", "tls.key"]
+    assert _pem(secret, "ca.crt").startswith("-----BEGIN CERTIFICATE-----")
+    assert _pem(secret, "tls.crt").startswith("-----BEGIN CERTIFICATE-----")
+    assert "PRIVATE KEY-----" in _pem(secret, "tls.key")
+    assert _pem(secret, "ca.crt") != _pem(secret, "tls.crt")
+
+    pod = default.one("Deployment")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert {"name": "push-tls", "mountPath": "/etc/gatehouse/push-tls", "readOnly": True} in c["volumeMounts"]
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "push-tls"]
+    assert vol["secret"]["secretName"] == "gatehouse-operator-push-tls"
+    assert vol["secret"]["defaultMode"] == 0o440
+    assert sorted(i["key"] for i in vol["secret"]["items"]) == ["ca.crt", "tls.crt", "tls.key"]
+    (port,) = [p for p in default.one("Service")["spec"]["ports"] if p["name"] == "push"]
+    assert port["appProtocol"] == "https"
+
+
+def test_push_tls_can_use_an_existing_secret(install):
+    rel = install({"operator": {"pushTls": {"existingSecret": "operator-push-cert"}}}, release="byo")
+    assert not rel.find("Secret"), "no generated Secret when one is brought"
+    pod = rel.one("Deployment")["spec"]["template"]["spec"]
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "push-tls"]
+    assert vol["secret"]["secretName"] == "operator-push-cert"
+    (c,) = pod["containers"]
+    assert "--push-ca" in c["args"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["GATEHOUSE_PUSH_URL"].startswith("https://byo-gatehouse-operator.")
+
+
+def test_push_tls_disabled_renders_the_plain_http_setup(install):
+    rel = install({"operator": {"pushTls": {"enabled": False}}}, release="plain")
+    assert not rel.find("Secret")
+    pod = rel.one("Deployment")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert not [a for a in c["args"] if a.startswith("--push-tls") or a == "--push-ca"], c["args"]
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    assert [m["name"] for m in c["volumeMounts"]] == ["tmp"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["GATEHOUSE_PUSH_URL"] == f"http://plain-gatehouse-operator.{rel.namespace}.svc:8443"
+    (port,) = [p for p in rel.one("Service")["spec"]["ports"] if p["name"] == "push"]
+    assert port["appProtocol"] == "http"
+
+
+def test_an_upgrade_keeps_the_generated_certificate(install, kube):
+    rel = install(release="keep")
+    before = rel.one("Secret")["data"]
+    after = run(
+        helm_sdkpy.Upgrade(rel.config).run(
+            "keep", str(CHART), values={"operator": {"logLevel": "debug"}}, wait=False, timeout=120
+        )
+    )
+    (secret,) = [o for o in load_yaml_docs(after["manifest"]) if o["kind"] == "Secret"]
+    assert secret["data"] == before
+    stored = kube.get_json("-n", rel.namespace, "secret", "keep-gatehouse-operator-push-tls")
+    assert stored["data"] == before

@@ -79,9 +79,24 @@ app.kubernetes.io/component: operator
 {{- include "gatehouse.image" (dict "root" . "image" .Values.gateway.image) -}}
 {{- end -}}
 
-{{/* The URL gateways dial for config pushes. */}}
+{{/* The URL gateways dial for config pushes: https unless operator.pushTls.enabled is false. */}}
 {{- define "gatehouse.operator.pushUrl" -}}
-{{- printf "http://%s.%s.svc:%v" (include "gatehouse.operator.fullname" .) .Release.Namespace .Values.operator.pushPort -}}
+{{- $scheme := ternary "https" "http" .Values.operator.pushTls.enabled -}}
+{{- printf "%s://%s.%s.svc:%v" $scheme (include "gatehouse.operator.fullname" .) .Release.Namespace .Values.operator.pushPort -}}
+{{- end -}}
+
+{{/* The Secret with the push endpoint's tls.crt, tls.key and ca.crt. */}}
+{{- define "gatehouse.operator.pushTlsSecretName" -}}
+{{- if .Values.operator.pushTls.existingSecret -}}
+{{- .Values.operator.pushTls.existingSecret -}}
+{{- else -}}
+{{- printf "%s-push-tls" (include "gatehouse.operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the operator container mounts that Secret. */}}
+{{- define "gatehouse.operator.pushTlsDir" -}}
+/etc/gatehouse/push-tls
 {{- end -}}
 
 {{/* PodSecurity "restricted" pod- and container-level security contexts. */}}

@@ -41,9 +41,17 @@ pub struct ClusterArgs {
     #[arg(long, value_parser = crate::run::parse_key, requires = "cluster", conflicts_with = "gateway")]
     pub sidecar: Option<ObjectKey>,
     /// Cluster mode: base URL of the operator's push endpoint, e.g.
-    /// `http://gatehouse-operator.gatehouse-system.svc:8443`.
+    /// `https://gatehouse-operator.gatehouse-system.svc:8443`. An `http://` URL works but is
+    /// logged as a warning: the ServiceAccount token and the snapshots would cross the network
+    /// unencrypted.
     #[arg(long, requires = "cluster")]
     pub operator: Option<String>,
+    /// Cluster mode: PEM CA bundle that is the only trust root for the operator's certificate
+    /// (the operator renders it from its `--push-ca`). Re-read when the stream reconnects, so a
+    /// CA rotation in the mounted ConfigMap needs no restart. Without it an `https://`
+    /// `--operator` is verified against the system roots. Needs an `https://` `--operator`.
+    #[arg(long, requires = "cluster")]
+    pub operator_ca: Option<PathBuf>,
     /// Cluster mode: the projected ServiceAccount token (audience `gatehouse`) presented to the
     /// operator; re-read on every reconnect.
     #[arg(long, default_value = TOKEN_PATH)]
@@ -102,6 +110,18 @@ pub async fn connect(args: &ClusterArgs, gateway: Option<ObjectKey>) -> anyhow::
         matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some(),
         "--operator {operator:?} must be an http:// or https:// URL"
     );
+    match (uri.scheme_str(), &args.operator_ca) {
+        (Some("http"), Some(_)) => anyhow::bail!(
+            "--operator-ca is set but --operator {operator:?} is plain http://: use the \
+             operator's https:// push URL"
+        ),
+        (Some("http"), None) => tracing::warn!(%operator,
+            "the operator's push endpoint is plain HTTP: this gateway's ServiceAccount token and \
+             its snapshots cross the network unencrypted"),
+        (_, None) => tracing::info!(%operator,
+            "verifying the operator's certificate against the system roots (no --operator-ca)"),
+        (_, Some(_)) => {}
+    }
     let pod = args
         .pod_name
         .clone()
@@ -149,6 +169,7 @@ impl Cluster {
         ));
         let push = Arc::new(PushClient::new(
             &operator,
+            args.operator_ca.clone(),
             id,
             pod,
             args.token_file.clone(),

@@ -1,7 +1,9 @@
 //! The gateway's side of the snapshot push protocol (`gatehouse_api::push`): hold a stream open
 //! to the operator, apply every snapshot it delivers and report an ACK or NACK for it; on EOF,
 //! error or a silent stream, reconnect with capped exponential backoff and jitter while the
-//! last applied configuration keeps serving.
+//! last applied configuration keeps serving. With `--operator-ca` the operator's certificate is
+//! verified against that bundle only; a certificate it did not sign ends the connection before
+//! any request (or token) is sent.
 
 use super::apply::Applier;
 use bytes::{Bytes, BytesMut};
@@ -12,8 +14,10 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -25,6 +29,14 @@ const MAX_LINE: usize = 64 * 1024 * 1024;
 /// Why a stream ended.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
+    /// The `--operator-ca` bundle could not be used.
+    #[error("the operator CA bundle {path} (--operator-ca): {reason}")]
+    OperatorCa {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The token file could not be read.
     #[error("reading the ServiceAccount token {path}: {source}")]
     Token {
@@ -116,9 +128,70 @@ impl Backoff {
     }
 }
 
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Keep-alive probes on the long-lived stream's socket.
+const KEEPALIVE: Option<Duration> = Some(Duration::from_secs(30));
+
+/// What the operator's certificate is verified against.
+enum Trust {
+    /// The system roots (or none needed: a plain `http://` URL).
+    System(HttpClient),
+    /// Only the CAs of this PEM bundle; re-read on every request, the client rebuilt when its
+    /// content changes (the kubelet updates the mounted ConfigMap on a CA rotation).
+    Bundle {
+        path: PathBuf,
+        current: Mutex<Option<(Vec<u8>, HttpClient)>>,
+    },
+}
+
+/// The CAs of a PEM bundle as the only roots.
+fn roots(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut seen = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("not a PEM bundle: {e}"))?;
+        seen += 1;
+        roots
+            .add(cert)
+            .map_err(|e| format!("certificate {seen} is not a usable CA: {e}"))?;
+    }
+    if seen == 0 {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(roots)
+}
+
+impl Trust {
+    fn client(&self) -> Result<HttpClient, StreamError> {
+        let (path, current) = match self {
+            Trust::System(client) => return Ok(client.clone()),
+            Trust::Bundle { path, current } => (path, current),
+        };
+        let err = |reason: String| StreamError::OperatorCa {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let mut current = current.lock().expect("not poisoned");
+        if let Some((seen, client)) = current.as_ref()
+            && *seen == pem
+        {
+            return Ok(client.clone());
+        }
+        let roots = roots(&pem).map_err(err)?;
+        tracing::info!(ca = %path.display(), cas = roots.len(),
+            "verifying the operator's certificate against the --operator-ca bundle only");
+        let client = Client::builder(TokioExecutor::new())
+            .build(crate::provider_http::connector_trusting(roots, KEEPALIVE));
+        *current = Some((pem, client.clone()));
+        Ok(client)
+    }
+}
+
 /// Where and how to reach the operator.
 pub struct PushClient {
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    trust: Trust,
     operator: String,
     id: GatewayId,
     pod: String,
@@ -127,19 +200,29 @@ pub struct PushClient {
 }
 
 impl PushClient {
-    /// A client for the operator at `operator` (`http://…` or `https://…`, system CA roots).
+    /// A client for the operator at `operator` (`http://…` or `https://…`), verifying its
+    /// certificate against the CA bundle `ca` only, or the system roots without one.
     pub fn new(
         operator: &str,
+        ca: Option<PathBuf>,
         id: GatewayId,
         pod: String,
         token_file: PathBuf,
         heartbeat: Duration,
     ) -> Self {
         // HTTP/1.1 only: the snapshot stream is one long response per connection.
-        let connector =
-            crate::provider_http::outbound_connector(false, Some(Duration::from_secs(30)));
+        let trust = match ca {
+            Some(path) => Trust::Bundle {
+                path,
+                current: Mutex::new(None),
+            },
+            None => Trust::System(
+                Client::builder(TokioExecutor::new())
+                    .build(crate::provider_http::outbound_connector(false, KEEPALIVE)),
+            ),
+        };
         Self {
-            http: Client::builder(TokioExecutor::new()).build(connector),
+            trust,
             operator: operator.trim_end_matches('/').to_string(),
             id,
             pod,
@@ -205,7 +288,11 @@ impl PushClient {
             Ok(r) => r,
             Err(e) => return e,
         };
-        let resp = match tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(req)).await {
+        let http = match self.trust.client() {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        let resp = match tokio::time::timeout(REQUEST_TIMEOUT, http.request(req)).await {
             Err(_) => {
                 return StreamError::Connect {
                     url,
@@ -215,7 +302,7 @@ impl PushClient {
             Ok(Err(e)) => {
                 return StreamError::Connect {
                     url,
-                    reason: error_chain(&e),
+                    reason: self.explain(error_chain(&e)),
                 };
             }
             Ok(Ok(r)) => r,
@@ -293,7 +380,14 @@ impl PushClient {
             }
         };
         let kind = if report.accepted { "ACK" } else { "NACK" };
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(req)).await {
+        let http = match self.trust.client() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, %version, "could not send the {kind}");
+                return;
+            }
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, http.request(req)).await {
             Ok(Ok(resp)) if resp.status().is_success() => {
                 tracing::info!(%version, "reported {kind}")
             }
@@ -311,6 +405,26 @@ impl PushClient {
                 tracing::warn!(%version, error = %error_chain(&e), "could not send the {kind}")
             }
             Err(_) => tracing::warn!(%version, "the operator did not answer the {kind} in time"),
+        }
+    }
+}
+
+impl PushClient {
+    /// Says what a certificate verification failure means for the operator connection.
+    fn explain(&self, chain: String) -> String {
+        if !chain.contains("invalid peer certificate") {
+            return chain;
+        }
+        match &self.trust {
+            Trust::Bundle { path, .. } => format!(
+                "{chain} (the operator's certificate is not signed by a CA in --operator-ca {} \
+                 or does not name the host of --operator; no snapshot is accepted from it)",
+                path.display()
+            ),
+            Trust::System(_) => format!(
+                "{chain} (the operator's certificate is not trusted by the system roots; give \
+                 its CA with --operator-ca)"
+            ),
         }
     }
 }
@@ -345,6 +459,28 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_operator_ca_bundle_must_hold_ca_certificates() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap().pem();
+        assert_eq!(roots(format!("{ca}{ca}").as_bytes()).unwrap().len(), 2);
+        let e = roots(b"junk").unwrap_err();
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.crt");
+        let trust = Trust::Bundle {
+            path: path.clone(),
+            current: Mutex::new(None),
+        };
+        let e = trust.client().err().unwrap().to_string();
+        assert!(e.contains("ca.crt (--operator-ca)"), "{e}");
+        std::fs::write(&path, &ca).unwrap();
+        assert!(trust.client().is_ok());
     }
 
     #[test]

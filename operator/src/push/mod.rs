@@ -5,6 +5,7 @@
 //! between. `POST /v1/snapshots/{id}/status` records an ACK or NACK in the [`Fleet`].
 
 pub mod auth;
+pub mod tls;
 
 use crate::metrics::Metrics;
 use crate::replicas::Fleet;
@@ -41,10 +42,12 @@ pub struct PushState {
 /// Largest accepted status report.
 const MAX_REPORT_BYTES: usize = 64 * 1024;
 
-/// Serves the push endpoints on `listener`.
-pub async fn serve(listener: TcpListener, state: PushState) {
+/// Serves the push endpoints on `listener`, over TLS with `tls` (the certificate it resolves
+/// is swapped in place on renewal, see [`tls::watch`]).
+pub async fn serve(listener: TcpListener, tls: Option<Arc<tls::ServingCert>>, state: PushState) {
     let state = Arc::new(state);
-    serve::serve(listener, move |req| handle(state.clone(), req)).await
+    let acceptor = tls.map(|cert| tokio_rustls::TlsAcceptor::from(cert.server_config()));
+    serve::serve(listener, acceptor, move |req| handle(state.clone(), req)).await
 }
 
 async fn handle(state: Arc<PushState>, req: Request<Incoming>) -> Response<Body> {

@@ -1,6 +1,7 @@
 //! Workloads: for every McpGateway, and for every workload McpServer, the Deployment, Service,
-//! ServiceAccount, PodDisruptionBudget (replicas > 1), Secret-scoped Role/RoleBinding and the
-//! snapshot ConfigMap, by server-side apply with one field manager.
+//! ServiceAccount, PodDisruptionBudget (replicas > 1), Secret-scoped Role/RoleBinding, the
+//! snapshot ConfigMap and (push over TLS) the operator CA ConfigMap, by server-side apply with
+//! one field manager.
 //!
 //! [`desired`] is pure: published compilation in, objects out. The [`Applier`] applies what
 //! changed since it last applied it, and prunes managed objects (by label) nobody wants any more.
@@ -36,6 +37,9 @@ pub struct Settings {
     pub gateway_image: String,
     /// URL gateways use to reach the push server.
     pub push_url: String,
+    /// PEM CA bundle gateways verify the push server with (`--push-ca`): copied into a
+    /// ConfigMap per gateway deployment, mounted, and named by `--operator-ca`.
+    pub operator_ca: Option<String>,
 }
 
 /// The kinds the operator manages, in apply order (identities and RBAC before the pods that
@@ -215,6 +219,9 @@ fn deployment_objects(
     out: &mut Desired,
 ) {
     out.objects.push(objects::service_account(p));
+    if let Some(ca) = &s.operator_ca {
+        out.objects.push(objects::operator_ca_config_map(p, ca));
+    }
     match p.snapshot {
         Some(snapshot) => {
             out.objects.push(objects::snapshot_config_map(p, snapshot));

@@ -1,5 +1,5 @@
-//! The Deployment, Service, ServiceAccount, PodDisruptionBudget and snapshot ConfigMap of a
-//! gateway deployment: a standalone McpGateway, or a workload McpServer with its sidecar.
+//! The Deployment, Service, ServiceAccount, PodDisruptionBudget, snapshot ConfigMap and
+//! operator CA ConfigMap of a gateway deployment: a standalone McpGateway, or a workload McpServer with its sidecar.
 
 use super::{DesiredObject, ManagedKind, Settings, owner_json};
 use crate::names;
@@ -84,6 +84,18 @@ pub fn snapshot_config_map(p: &GatewayParams, snapshot: &GatewayConfig) -> Desir
     )
 }
 
+/// The CA bundle of the operator's push endpoint, mounted by the pods (`--operator-ca`). Its
+/// content can change (a CA rotation) without rolling the pods: the kubelet updates the mounted
+/// file and the gateway re-reads it when it reconnects.
+pub fn operator_ca_config_map(p: &GatewayParams, ca_pem: &str) -> DesiredObject {
+    DesiredObject::new(
+        ManagedKind::ConfigMap,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": p.meta(&names::operator_ca_config_map(p.id)),
+               "data": {names::OPERATOR_CA_FILE: ca_pem}}),
+    )
+}
+
 /// The gateway container: the same binary for a standalone gateway and a sidecar.
 pub fn gateway_container(p: &GatewayParams, s: &Settings) -> Value {
     let image = p
@@ -127,11 +139,29 @@ pub fn gateway_container(p: &GatewayParams, s: &Settings) -> Value {
         json!("--admin-listen"),
         json!(format!("0.0.0.0:{}", names::ADMIN_PORT)),
     ];
+    if s.operator_ca.is_some() {
+        args.push(json!("--operator-ca"));
+        args.push(json!(format!(
+            "{}/{}",
+            names::OPERATOR_CA_DIR,
+            names::OPERATOR_CA_FILE
+        )));
+    }
     if p.listener_tls() {
         // Fixed when the listener binds; a change of spec.listener.tls re-renders the args and
         // so rolls the pods.
         args.push(json!("--listener-tls"));
     }
+    let mut mounts = vec![
+        json!({"name": "gatehouse-token", "mountPath": token_dir, "readOnly": true}),
+        json!({"name": "snapshot", "mountPath": SNAPSHOT_DIR, "readOnly": true}),
+    ];
+    if s.operator_ca.is_some() {
+        mounts.push(
+            json!({"name": "operator-ca", "mountPath": names::OPERATOR_CA_DIR, "readOnly": true}),
+        );
+    }
+    mounts.push(json!({"name": "tmp", "mountPath": "/tmp"}));
     json!({
         "name": "gatehouse",
         "image": image,
@@ -156,25 +186,34 @@ pub fn gateway_container(p: &GatewayParams, s: &Settings) -> Value {
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [
-            {"name": "gatehouse-token", "mountPath": token_dir, "readOnly": true},
-            {"name": "snapshot", "mountPath": SNAPSHOT_DIR, "readOnly": true},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": mounts,
     })
 }
 
-fn volumes(p: &GatewayParams) -> Value {
+fn volumes(p: &GatewayParams, s: &Settings) -> Value {
     let token_file = TOKEN_PATH.rsplit('/').next().unwrap_or("token");
-    json!([
-        {"name": "gatehouse-token", "projected": {"sources": [{"serviceAccountToken": {
-            "audience": TOKEN_AUDIENCE, "expirationSeconds": 3600, "path": token_file}}]}},
-        {"name": "snapshot", "configMap": {"name": names::snapshot_config_map(p.id), "optional": true}},
-        {"name": "tmp", "emptyDir": {}},
-    ])
+    let mut volumes = vec![
+        json!({"name": "gatehouse-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": TOKEN_AUDIENCE, "expirationSeconds": 3600, "path": token_file}}]}}),
+        json!({"name": "snapshot", "configMap": {"name": names::snapshot_config_map(p.id), "optional": true}}),
+    ];
+    if s.operator_ca.is_some() {
+        // Optional like the snapshot: a pod whose CA ConfigMap is missing still starts from
+        // its last-known-good snapshot, and the gateway says why it cannot reach the operator.
+        volumes.push(json!({"name": "operator-ca", "configMap": {
+            "name": names::operator_ca_config_map(p.id), "optional": true}}));
+    }
+    volumes.push(json!({"name": "tmp", "emptyDir": {}}));
+    Value::Array(volumes)
 }
 
-fn deployment(p: &GatewayParams, replicas: i32, containers: Vec<Value>, pod_sc: Value) -> Value {
+fn deployment(
+    p: &GatewayParams,
+    s: &Settings,
+    replicas: i32,
+    containers: Vec<Value>,
+    pod_sc: Value,
+) -> Value {
     let overrides = match p.id {
         GatewayId::Gateway { .. } => p.gateway.and_then(|g| g.pod.as_ref()),
         GatewayId::Sidecar { .. } => None,
@@ -199,7 +238,7 @@ fn deployment(p: &GatewayParams, replicas: i32, containers: Vec<Value>, pod_sc: 
                     "nodeSelector": overrides.filter(|o| !o.node_selector.is_empty()).map(|o| &o.node_selector),
                     "tolerations": overrides.filter(|o| !o.tolerations.is_empty()).map(|o| &o.tolerations),
                     "containers": containers,
-                    "volumes": volumes(p),
+                    "volumes": volumes(p, s),
                 },
             },
         },
@@ -212,7 +251,7 @@ pub fn gateway_deployment(p: &GatewayParams, s: &Settings) -> DesiredObject {
     let pod_sc = json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}});
     DesiredObject::new(
         ManagedKind::Deployment,
-        deployment(p, replicas, vec![gateway_container(p, s)], pod_sc),
+        deployment(p, s, replicas, vec![gateway_container(p, s)], pod_sc),
     )
 }
 
@@ -243,7 +282,13 @@ pub fn sidecar_deployment(p: &GatewayParams, w: &Workload, s: &Settings) -> Desi
     let pod_sc = json!({"seccompProfile": {"type": "RuntimeDefault"}});
     DesiredObject::new(
         ManagedKind::Deployment,
-        deployment(p, w.replicas, vec![server, gateway_container(p, s)], pod_sc),
+        deployment(
+            p,
+            s,
+            w.replicas,
+            vec![server, gateway_container(p, s)],
+            pod_sc,
+        ),
     )
 }
 

@@ -3,10 +3,24 @@
 use super::*;
 use crate::testing::{GATEWAY, answer, empty_list, mock_client, published};
 
+/// A CA bundle as `--push-ca` delivers it (only copied, never parsed, by the workloads).
+const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+/// The chart's default: the push endpoint serves TLS and gateways get its CA.
 fn settings() -> Settings {
     Settings {
         gateway_image: "gatehouse-gateway:test".into(),
+        push_url: "https://operator:8443".into(),
+        operator_ca: Some(CA_PEM.into()),
+    }
+}
+
+/// A plain-HTTP push endpoint (`operator.pushTls.enabled: false`).
+fn plain_settings() -> Settings {
+    Settings {
+        gateway_image: "gatehouse-gateway:test".into(),
         push_url: "http://operator:8443".into(),
+        operator_ca: None,
     }
 }
 
@@ -54,14 +68,29 @@ async fn creates_the_gateway_workloads_with_server_side_apply() {
     let mut applier = Applier::new(client, Arc::new(Metrics::new()));
     let server = tokio::spawn(async move {
         let mut calls = Vec::new();
-        for _ in 0..7 {
+        for _ in 0..8 {
             calls.push(answer(&mut handle, 200, None).await);
         }
         answer_prune(&mut handle, empty_list("Role")).await;
         (calls, handle)
     });
     assert_eq!(applier.reconcile(&desired).await, 0);
-    let (calls, _handle) = server.await.unwrap();
+    let (mut calls, _handle) = server.await.unwrap();
+    // The operator CA ConfigMap: the bundle the pods verify the push endpoint with.
+    let ca = calls.remove(1);
+    assert_eq!(
+        ca.uri,
+        format!(
+            "{}/gw-gatehouse-operator-ca{APPLY}",
+            collection(ManagedKind::ConfigMap, Some("default"))
+        )
+    );
+    assert_eq!(ca.body["data"], json!({"ca.crt": CA_PEM}));
+    assert_eq!(ca.body["metadata"]["ownerReferences"][0]["uid"], "uid-gw");
+    assert_eq!(
+        ca.body["metadata"]["labels"]["gatehouse.dev/deployment"],
+        "gateway.default.gw"
+    );
     let expected = [
         (ManagedKind::ServiceAccount, "gw-gatehouse"),
         (ManagedKind::ConfigMap, "gw-gatehouse-snapshot"),
@@ -112,12 +141,28 @@ async fn creates_the_gateway_workloads_with_server_side_apply() {
             "--gateway",
             "default/gw",
             "--operator",
-            "http://operator:8443",
+            "https://operator:8443",
             "--listen",
             "0.0.0.0:8080",
             "--admin-listen",
-            "0.0.0.0:9090"
+            "0.0.0.0:9090",
+            "--operator-ca",
+            "/etc/gatehouse/operator-ca/ca.crt"
         ])
+    );
+    assert_eq!(
+        c["volumeMounts"],
+        json!([
+            {"name": "gatehouse-token", "mountPath": "/var/run/secrets/gatehouse", "readOnly": true},
+            {"name": "snapshot", "mountPath": "/etc/gatehouse/snapshot", "readOnly": true},
+            {"name": "operator-ca", "mountPath": "/etc/gatehouse/operator-ca", "readOnly": true},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ])
+    );
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["volumes"][2],
+        json!({"name": "operator-ca",
+               "configMap": {"name": "gw-gatehouse-operator-ca", "optional": true}})
     );
     assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
     assert_eq!(calls[5].body["spec"]["ports"][0]["port"], 80);
@@ -130,6 +175,62 @@ async fn creates_the_gateway_workloads_with_server_side_apply() {
     idle.last_ids = applier.last_ids.clone();
     let pass = tokio::time::timeout(std::time::Duration::from_secs(2), idle.reconcile(&desired));
     assert_eq!(pass.await.expect("no API call when nothing changed"), 0);
+}
+
+#[test]
+fn a_plain_push_endpoint_renders_no_ca_configmap_flag_or_mount() {
+    let desired = desired(&published(GATEWAY), &plain_settings());
+    let names: Vec<&str> = desired.objects.iter().map(|o| o.id.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "gw-gatehouse",
+            "gw-gatehouse-snapshot",
+            "gw-gatehouse",
+            "gw-gatehouse",
+            "gw",
+            "gw",
+            "gw"
+        ]
+    );
+    let dep = &desired.objects[4].body;
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[4..6], ["--operator", "http://operator:8443"]);
+    assert!(!args.contains(&"--operator-ca"), "{args:?}");
+    let text = dep.to_string();
+    assert!(!text.contains("operator-ca"), "{text}");
+}
+
+#[tokio::test]
+async fn a_changed_ca_bundle_updates_only_the_ca_configmap() {
+    let before = desired(&published(GATEWAY), &settings());
+    let mut rotated = settings();
+    rotated.operator_ca = Some(format!("{CA_PEM}{CA_PEM}"));
+    let after = desired(&published(GATEWAY), &rotated);
+    let (client, mut handle) = mock_client();
+    let mut applier = Applier::new(client, Arc::new(Metrics::new()));
+    for o in &before.objects {
+        applier.applied.insert(o.id.clone(), digest(&o.body));
+    }
+    applier.last_ids = Some(before.objects.iter().map(|o| o.id.clone()).collect());
+    let server = tokio::spawn(async move { answer(&mut handle, 200, None).await });
+    // One call, and not the Deployment's: the pods do not roll, the kubelet updates the file.
+    assert_eq!(applier.reconcile(&after).await, 0);
+    let call = server.await.unwrap();
+    assert_eq!(
+        call.uri,
+        format!(
+            "{}/gw-gatehouse-operator-ca{APPLY}",
+            collection(ManagedKind::ConfigMap, Some("default"))
+        )
+    );
+    assert_eq!(call.body["data"]["ca.crt"], format!("{CA_PEM}{CA_PEM}"));
 }
 
 #[tokio::test]

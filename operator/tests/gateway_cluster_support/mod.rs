@@ -1,16 +1,18 @@
 #![allow(dead_code)]
-//! The cluster-mode flow's processes and fixtures: the operator on a fixed push port, a
-//! `gatehouse-gateway run --cluster` process started with the Deployment's arguments, the
-//! manifests applied along the way, and an MCP `whoami` probe.
+//! The cluster-mode flow's processes and fixtures: the operator on a fixed push port serving
+//! TLS with a test CA's certificate, a `gatehouse-gateway run --cluster` process started with
+//! the Deployment's arguments (that CA as `--operator-ca`), the manifests applied along the way,
+//! and an MCP `whoami` probe.
 
 use super::support::*;
 use gatehouse_tests::mcp::{self, call, text_of};
 use gatehouse_tests::procs::{self, ChildGuard, http_get_status, http_get_text};
 use kube::api::ApiResource;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -89,14 +91,102 @@ pub fn free_port() -> SocketAddr {
     l.local_addr().expect("addr")
 }
 
-/// `gatehouse-operator run` with its push server on `push` (fixed across restarts).
-pub async fn operator_on(kubeconfig: &Path, push: SocketAddr) -> Operator {
+/// A test CA and a server certificate for 127.0.0.1 and localhost it issued, as PEM.
+pub struct Issued {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Issues a CA named `ca_name` and a server certificate for 127.0.0.1 / localhost.
+pub fn issue(ca_name: &str) -> Issued {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, ca_name);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    Issued {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// The operator's push endpoint as these tests run it — as the chart does by default: HTTPS on
+/// a port fixed across operator restarts, with a certificate a test CA issued; gateways are
+/// given that CA (`--operator-ca`).
+pub struct PushEndpoint {
+    pub addr: SocketAddr,
+    /// The CA bundle gateways trust.
+    pub ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl PushEndpoint {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let issued = issue("gatehouse push test CA");
+        let write = |name: &str, pem: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        Self {
+            addr: free_port(),
+            ca: write("ca.crt", &issued.ca_pem),
+            cert: write("tls.crt", &issued.cert_pem),
+            key: write("tls.key", &issued.key_pem),
+            _dir: Arc::new(dir),
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`, the URL the operator renders into gateway Deployments.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The CA bundle's PEM.
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(&self.ca).unwrap()
+    }
+
+    /// The same endpoint, but what a gateway given `ca` instead of the operator's CA sees.
+    pub fn trusting(&self, ca: PathBuf) -> Self {
+        Self {
+            addr: self.addr,
+            ca,
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            _dir: self._dir.clone(),
+        }
+    }
+}
+
+/// `gatehouse-operator run` with its push server on `push` (fixed across restarts), serving
+/// TLS with `push`'s certificate and handing its CA to the gateways.
+pub async fn operator_on(kubeconfig: &Path, push: &PushEndpoint) -> Operator {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatehouse-operator"))
         .args(["run", "--kubeconfig"])
         .arg(kubeconfig)
-        .args(["--push-listen", &push.to_string()])
+        .args(["--push-listen", &push.addr.to_string()])
         .args(["--metrics-listen", "127.0.0.1:0"])
-        .args(["--push-url", &format!("http://{push}")])
+        .args(["--push-url", &push.url()])
+        .arg("--push-tls-cert")
+        .arg(&push.cert)
+        .arg("--push-tls-key")
+        .arg(&push.key)
+        .arg("--push-ca")
+        .arg(&push.ca)
         .args([
             "--gateway-image",
             "ghcr.io/gatehouse-dev/gatehouse-gateway:test",
@@ -138,7 +228,7 @@ pub struct ClusterGateway {
 impl ClusterGateway {
     pub fn start(
         kubeconfig: &Path,
-        operator: SocketAddr,
+        operator: &PushEndpoint,
         token_file: &Path,
         snapshot_file: &Path,
         pod: &str,
@@ -159,7 +249,7 @@ impl ClusterGateway {
     /// renders it for a TLS listener).
     pub fn start_with(
         kubeconfig: &Path,
-        operator: SocketAddr,
+        operator: &PushEndpoint,
         token_file: &Path,
         snapshot_file: &Path,
         pod: &str,
@@ -186,7 +276,7 @@ impl ClusterGateway {
         gateway: &str,
         listen: &str,
         kubeconfig: &Path,
-        operator: SocketAddr,
+        operator: &PushEndpoint,
         token_file: &Path,
         snapshot_file: &Path,
         pod: &str,
@@ -196,7 +286,9 @@ impl ClusterGateway {
         let mut child = Command::new(procs::binary("gatehouse-gateway"))
             .args(["run", "--cluster", "--gateway", gateway])
             .args(extra)
-            .args(["--operator", &format!("http://{operator}")])
+            .args(["--operator", &operator.url()])
+            .arg("--operator-ca")
+            .arg(&operator.ca)
             .args(["--listen", listen, "--admin-listen", "127.0.0.1:0"])
             .arg("--token-file")
             .arg(token_file)
