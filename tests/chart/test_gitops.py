@@ -151,7 +151,11 @@ def test_argo_cd_keeps_the_live_push_certificate(install):
     assert "RespectIgnoreDifferences=true" in app["syncPolicy"]["syncOptions"]
     ignored = [d for d in app["ignoreDifferences"] if d["kind"] == "Secret"]
     assert len(ignored) == 1 and ignored[0]["jsonPointers"] == ["/data"]
-    rel = install(app["source"]["helm"]["valuesObject"], release=app["source"]["helm"]["releaseName"])
-    secret = rel.one("Secret", ignored[0]["name"])
-    assert {"tls.crt", "tls.key", "ca.crt"} <= set(secret.get("data", {}))
+    release = app["source"]["helm"]["releaseName"]
+    assert ignored[0]["name"] == f"{release}-operator-push-tls"
     assert ignored[0]["namespace"] == app["destination"]["namespace"]
+    # The chart names that Secret so (rendered under another release name: cluster-scoped objects
+    # of a "gatehouse" release belong to the other tests).
+    rel = install(app["source"]["helm"]["valuesObject"], release="gatehouse-argo")
+    secret = rel.one("Secret", "gatehouse-argo-operator-push-tls")
+    assert {"tls.crt", "tls.key", "ca.crt"} <= set(secret.get("data", {}))
