@@ -260,6 +260,44 @@ pub struct CredentialProviderConfig {
     pub source: CredentialSource,
 }
 
+/// The Secret a `perUserSecret` `nameTemplate` names for `user`: `{user}` is replaced by the
+/// user id made DNS-safe (lowercased, anything but `[a-z0-9]` becomes `-`, leading and trailing
+/// `-` trimmed). The gateway looks credentials up by this name, and the compiler lists exactly
+/// the existing Secrets it can produce, so both must use this one function.
+pub fn user_secret_name(template: &str, user: &str) -> String {
+    let safe: String = user
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    template.replace("{user}", safe.trim_matches('-'))
+}
+
+/// The user part of `name` when `name` is a Secret name that [`user_secret_name`] makes from
+/// `template` for some user: the part `{user}` stands for, non-empty and already DNS-safe.
+pub fn user_of_secret_name<'a>(template: &str, name: &'a str) -> Option<&'a str> {
+    let parts: Vec<&str> = template.split("{user}").collect();
+    let occurrences = parts.len() - 1;
+    if occurrences == 0 {
+        return None;
+    }
+    let fixed: usize = parts.iter().map(|p| p.len()).sum();
+    let rest = name.len().checked_sub(fixed)?;
+    if rest == 0 || rest % occurrences != 0 {
+        return None;
+    }
+    let start = parts[0].len();
+    let user = name.get(start..start + rest / occurrences)?;
+    // Equal only when `user` is its own DNS-safe form and the fixed parts match.
+    (user_secret_name(template, user) == name).then_some(user)
+}
+
 /// How a credential is obtained.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
@@ -495,5 +533,57 @@ impl GatewayConfig {
     /// Find a server by path.
     pub fn server_by_path(&self, path: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.path == path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_secret_names_are_dns_safe() {
+        assert_eq!(
+            user_secret_name("gh-{user}", "Ana.Lopez@Example.com"),
+            "gh-ana-lopez-example-com"
+        );
+        assert_eq!(user_secret_name("{user}-pat", "__bob__"), "bob-pat");
+        assert_eq!(user_secret_name("pat-{user}", "___"), "pat-");
+    }
+
+    #[test]
+    fn a_secret_name_gives_back_the_user_part_only_when_the_template_could_make_it() {
+        let t = "github-pat-{user}";
+        assert_eq!(user_of_secret_name(t, "github-pat-alice"), Some("alice"));
+        assert_eq!(
+            user_of_secret_name(t, "github-pat-ana-lopez-example-com"),
+            Some("ana-lopez-example-com")
+        );
+        for not_made in [
+            "github-pat-",
+            "github-pat--alice",
+            "github-pat-alice-",
+            "github-pat-Alice",
+            "github-pat-a.b",
+            "gitlab-pat-alice",
+            "github-pat",
+        ] {
+            assert_eq!(user_of_secret_name(t, not_made), None, "{not_made}");
+        }
+        assert_eq!(
+            user_of_secret_name("{user}-x-{user}", "bob-x-bob"),
+            Some("bob")
+        );
+        assert_eq!(user_of_secret_name("{user}-x-{user}", "bob-x-ann"), None);
+        assert_eq!(
+            user_of_secret_name("no-placeholder", "no-placeholder"),
+            None
+        );
+        // Every name the gateway looks up for a real user is recognised.
+        for user in ["alice", "Bob@Example.com", "x_1", "ÄRGER-9"] {
+            let name = user_secret_name(t, user);
+            if name != "github-pat-" {
+                assert!(user_of_secret_name(t, &name).is_some(), "{user} -> {name}");
+            }
+        }
     }
 }

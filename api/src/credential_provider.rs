@@ -115,7 +115,11 @@ pub struct PerUserSecret {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
     /// One Secret per user, named by this template; `{user}` is replaced by the user id (made
-    /// DNS-safe: lowercased, other characters replaced by `-`). E.g. `github-pat-{user}`.
+    /// DNS-safe: lowercased, other characters replaced by `-`, leading and trailing `-`
+    /// removed). E.g. `github-pat-{user}`. In cluster mode the gateway may read exactly the
+    /// existing Secrets of this namespace whose names the template makes and that hold `key`
+    /// (the operator names them in the gateway's Role, at most 1,000); a Secret added for a new
+    /// user is picked up without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self.contains('{user}')").message("perUserSecret.nameTemplate must contain {user}"))]
     #[schemars(length(max = 2048))]

@@ -227,3 +227,75 @@ fn a_changed_policy_changes_only_its_gateways_version() {
         version(&after, "agents/agents-gateway")
     );
 }
+
+#[test]
+fn a_name_template_lists_exactly_the_matching_per_user_secrets() {
+    let fixtures = repo().join("api/tests/fixtures");
+    let (loaded, compiled) = compile_files(&[
+        file(&fixtures.join("base.yaml")),
+        file(&fixtures.join("per-user-secrets.yaml")),
+    ]);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    assert!(compiled.is_clean());
+    let gw = compiled.gateways.values().next().unwrap();
+    let names: Vec<&str> = gw
+        .secrets
+        .iter()
+        .filter(|r| r.name.starts_with("github-pat"))
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "github-pat-alice",
+            "github-pat-ana-lopez-example-com",
+            "github-pat-bob"
+        ]
+    );
+    insta::assert_yaml_snapshot!("per-user-secrets", view(&loaded, &compiled));
+}
+
+#[test]
+fn too_many_per_user_secrets_are_capped_and_reported() {
+    let max = gatehouse_api::compile::MAX_PER_USER_SECRETS;
+    let fixtures = repo().join("api/tests/fixtures");
+    let mut many = String::new();
+    for i in 0..=max {
+        many.push_str(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: github-pat-u{i:05}, namespace: team-a}}\nstringData: {{token: t}}\n"
+        ));
+    }
+    let (_, compiled) = compile_files(&[
+        file(&fixtures.join("base.yaml")),
+        file(&fixtures.join("per-user-secrets.yaml")),
+        ManifestFile {
+            source: "many.yaml".into(),
+            text: many,
+        },
+    ]);
+    let gw = compiled.gateways.values().next().unwrap();
+    let listed: Vec<&str> = gw
+        .secrets
+        .iter()
+        .filter(|r| r.name.starts_with("github-pat"))
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(listed.len(), max, "capped");
+    assert_eq!(listed[0], "github-pat-alice", "the first names, in order");
+    assert!(
+        gw.credential_providers
+            .iter()
+            .any(|p| p.key.name == "github-pat"),
+        "the provider keeps serving the users it lists"
+    );
+    let problems: Vec<String> = compiled
+        .problems()
+        .map(|(o, c)| format!("{o}: {}: {}", c.reason, c.message))
+        .collect();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("CredentialProvider team-a/github-pat: TooManyPerUserSecrets: spec.perUserSecret.nameTemplate: 1004 Secrets"),
+        "{}",
+        problems[0]
+    );
+}

@@ -13,6 +13,7 @@ mod servers;
 mod snapshot;
 mod status;
 
+pub use providers::MAX_PER_USER_SECRETS;
 pub use status::{ObjectStatus, Problems};
 
 use crate::config::{GatewayConfig, GatewayId};
@@ -108,6 +109,17 @@ impl<'a> Secrets<'a> {
                 .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
                 .collect(),
         }
+    }
+
+    /// The Secrets of `namespace`, by name.
+    pub(crate) fn in_namespace<'n>(
+        &self,
+        namespace: &'n str,
+    ) -> impl Iterator<Item = &'a SecretMeta> + use<'a, 'n, '_> {
+        self.by_key
+            .values()
+            .copied()
+            .filter(move |s| s.namespace == namespace)
     }
 
     /// Resolve a reference, recording a problem at `field` when it dangles.

@@ -5,7 +5,7 @@ use super::status::ObjectStatus;
 use super::{Problems, Secrets, key_of};
 use crate::config::{
     AuthorizationServerDiscovery, BrowserLoginConfig, CredentialProviderConfig, CredentialSource,
-    PrincipalKind, TrustMethod, TrustProviderConfig, Upstream,
+    PrincipalKind, TrustMethod, TrustProviderConfig, Upstream, user_of_secret_name,
 };
 use crate::credential_provider::{
     ClientAuthMethod, CredentialProviderSpec, OAuth2AuthorizationCode,
@@ -248,6 +248,23 @@ pub(super) fn compile_credential_providers(
         for (field, r) in &refs {
             secrets.check(r, field, &mut problems);
         }
+        let mut refs: Vec<SecretRef> = refs.into_iter().map(|(_, r)| r).collect();
+        let mut too_many = None;
+        if let Some(CredentialSource::PerUserSecret {
+            namespace,
+            name_template: Some(template),
+            key: secret_key,
+            ..
+        }) = &source
+        {
+            let (found, total) = per_user_secrets(secrets, namespace, template, secret_key);
+            if total > MAX_PER_USER_SECRETS {
+                too_many = Some(format!(
+                    "spec.perUserSecret.nameTemplate: {total} Secrets in namespace {namespace} match {template:?}; only the first {MAX_PER_USER_SECRETS} by name are served, the other users get no credential. Use secretName (one Secret keyed by user) for this many users"
+                ));
+            }
+            refs.extend(found);
+        }
         let entry = match source {
             Some(source) if problems.is_clean() => Ok(CredentialEntry {
                 config: CredentialProviderConfig {
@@ -256,10 +273,14 @@ pub(super) fn compile_credential_providers(
                     format: spec.inject.format.clone(),
                     source,
                 },
-                secrets: refs.into_iter().map(|(_, r)| r).collect(),
+                secrets: refs,
             }),
             _ => Err(format!("CredentialProvider {key} is not ready")),
         };
+        // Reported, yet the provider keeps serving the users it has room for.
+        if let Some(message) = too_many {
+            problems.unresolved("TooManyPerUserSecrets", message);
+        }
         let mut status = problems.into_status(cp.metadata.generation, "CredentialProvider");
         status.provider_type = type_name.map(str::to_string);
         statuses.insert(
@@ -269,6 +290,36 @@ pub(super) fn compile_credential_providers(
         out.insert(key, entry);
     }
     out
+}
+
+/// At most this many per-user Secrets per `nameTemplate` provider reach a snapshot. Each is
+/// a name in the snapshot ConfigMap (which holds at most 1 MiB), in the gateway's Role, and a
+/// watch the gateway keeps open against the API server; past this, `secretName` (one Secret
+/// keyed by user, one watch) is the better fit.
+pub const MAX_PER_USER_SECRETS: usize = 1000;
+
+/// The existing Secrets a `nameTemplate` provider may look a user's credential up in: same
+/// namespace, a name the gateway produces from the template for some user (see
+/// [`user_of_secret_name`]), holding `key`. Sorted by name, at most [`MAX_PER_USER_SECRETS`];
+/// also returns how many matched in all.
+fn per_user_secrets(
+    secrets: &Secrets<'_>,
+    namespace: &str,
+    template: &str,
+    key: &str,
+) -> (Vec<SecretRef>, usize) {
+    let mut total = 0;
+    let mut found = Vec::new();
+    let matching = secrets
+        .in_namespace(namespace)
+        .filter(|s| s.keys.contains(key) && user_of_secret_name(template, &s.name).is_some());
+    for s in matching {
+        total += 1;
+        if found.len() < MAX_PER_USER_SECRETS {
+            found.push(SecretRef::key(namespace, &s.name, key));
+        }
+    }
+    (found, total)
 }
 
 type CredentialParts = (

@@ -143,22 +143,10 @@ fn identity_key(who: &Identity) -> String {
     )
 }
 
-/// `{user}` in Secret names: lowercase, anything but `[a-z0-9]` becomes `-`, trimmed.
-pub fn user_secret_name(template: &str, user: &str) -> String {
-    let mut safe: String = user
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    safe = safe.trim_matches('-').to_string();
-    template.replace("{user}", &safe)
-}
+/// `{user}` in Secret names: lowercase, anything but `[a-z0-9]` becomes `-`, trimmed. The
+/// compiler lists exactly the existing Secrets this names (cluster-mode gateways read only those),
+/// so both share [`gatehouse_api::config::user_secret_name`].
+pub use gatehouse_api::config::user_secret_name;
 
 /// Keys of a Secret keyed by user: anything but `[A-Za-z0-9._-]` becomes `_`.
 pub fn user_secret_key(user: &str) -> String {

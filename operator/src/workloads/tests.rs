@@ -287,6 +287,85 @@ stringData: {token: t}
     );
 }
 
+/// `GATEWAY` with a `nameTemplate` provider, alice's and bob's personal Secrets, and Secrets
+/// the template does not match (wrong key, a name no user id makes, another template).
+fn with_per_user_secrets() -> String {
+    let mut yaml = GATEWAY.replace(
+        "targets: [{server: demo, credentialProvider: cred}]",
+        "targets: [{server: demo, credentialProvider: pat}]",
+    ) + r#"
+---
+apiVersion: gatehouse.dev/v1alpha1
+kind: CredentialProvider
+metadata: {name: pat, namespace: default}
+spec:
+  perUserSecret: {nameTemplate: "pat-{user}"}
+"#;
+    for (name, key) in [
+        ("pat-alice", "token"),
+        ("pat-bob", "token"),
+        ("pat-carol", "password"),
+        ("pat--dave", "token"),
+        ("other-pat-erin", "token"),
+    ] {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: default}}\nstringData: {{{key}: t}}\n"
+        ));
+    }
+    yaml
+}
+
+#[tokio::test]
+async fn the_role_names_exactly_the_per_user_secrets_a_name_template_matches() {
+    let before = desired(&published(&with_per_user_secrets()), &settings());
+    let role = before
+        .objects
+        .iter()
+        .find(|o| o.body["kind"] == "Role")
+        .unwrap();
+    assert_eq!(
+        role.body["rules"][0]["resourceNames"],
+        json!(["api-keys", "pat-alice", "pat-bob"])
+    );
+
+    // carol's Secret arrives: the next reconcile patches the Role (and the snapshot) to name it.
+    let added = with_per_user_secrets()
+        + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: pat-carol-2, namespace: default}\nstringData: {token: t}\n";
+    let after = desired(&published(&added), &settings());
+    let (client, mut handle) = mock_client();
+    let mut applier = Applier::new(client, Arc::new(Metrics::new()));
+    for o in &before.objects {
+        applier.applied.insert(o.id.clone(), digest(&o.body));
+    }
+    applier.last_ids = Some(before.objects.iter().map(|o| o.id.clone()).collect());
+    let server = tokio::spawn(async move {
+        let cm = answer(&mut handle, 200, None).await;
+        let role = answer(&mut handle, 200, None).await;
+        (cm, role)
+    });
+    assert_eq!(applier.reconcile(&after).await, 0);
+    let (cm, role) = server.await.unwrap();
+    assert_eq!(
+        cm.uri,
+        format!(
+            "{}/gw-gatehouse-snapshot{APPLY}",
+            collection(ManagedKind::ConfigMap, Some("default"))
+        )
+    );
+    assert_eq!(role.method, "PATCH");
+    assert_eq!(
+        role.uri,
+        format!(
+            "{}/gw-gatehouse{APPLY}",
+            collection(ManagedKind::Role, Some("default"))
+        )
+    );
+    assert_eq!(
+        role.body["rules"][0]["resourceNames"],
+        json!(["api-keys", "pat-alice", "pat-bob", "pat-carol-2"])
+    );
+}
+
 #[tokio::test]
 async fn a_gateway_without_secrets_gets_a_role_without_rules() {
     let p = published(GATEWAY);
