@@ -12,7 +12,7 @@ mod gateway_cluster_support;
 mod support;
 
 use gatehouse_api::{AccessPolicy, McpGateway, McpServer};
-use gatehouse_kube_double::{KubeDouble, Options, UserInfo};
+use gatehouse_kube_double::{KubeDouble, Options};
 use gatehouse_tests::mcp;
 use gatehouse_tests::procs::{self, DemoServer};
 use gatehouse_tests::{ALICE_KEY, BOB_KEY, Scratch, UPSTREAM_TOKEN};
@@ -47,16 +47,7 @@ async fn cluster_mode_gateway_follows_the_operator_against_the_api_double() {
     let push = PushEndpoint::new();
     let op = operator_on(kubeconfig, &push).await;
     // The ServiceAccount token the kubelet would project into the pod.
-    let token = "projected-token-default-local-gatehouse";
-    double.register_token(
-        token,
-        UserInfo {
-            username: "system:serviceaccount:default:local-gatehouse".into(),
-            ..Default::default()
-        },
-    );
-    let token_file = scratch_dir.path().join("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_file = projected_token(&double, scratch_dir.path(), "default", "local-gatehouse");
     let gw_log = scratch_dir.path().join("gateway.log");
     let t = Instant::now();
     let mut gw = ClusterGateway::start(
@@ -392,13 +383,14 @@ async fn cluster_mode_gateway_follows_the_operator_against_the_api_double() {
     // Secret values never reach the gateway's logs.
     let logs = std::fs::read_to_string(&gw_log).unwrap()
         + &std::fs::read_to_string(scratch_dir.path().join("gateway-2.log")).unwrap();
+    let token = std::fs::read_to_string(&token_file).unwrap();
     for secret in [
         UPSTREAM_TOKEN,
         ROTATED_TOKEN,
         ALICE_KEY,
         BOB_KEY,
         CAROL_KEY,
-        token,
+        token.trim(),
     ] {
         assert!(!logs.contains(secret), "a secret value was logged");
     }

@@ -8,7 +8,7 @@
 mod gateway_cluster_support;
 mod support;
 
-use gatehouse_kube_double::{KubeDouble, Options, UserInfo};
+use gatehouse_kube_double::{KubeDouble, Options};
 use gatehouse_tests::consent::{
     SAAS_CLIENT_ID, SAAS_CLIENT_SECRET, Saas, connect, elicitation, follow_consent,
     initialize_error, whoami,
@@ -114,16 +114,7 @@ async fn consent_in_cluster_mode_stores_a_sealed_grant_secret_every_replica_uses
     let push = PushEndpoint::new();
     let _op = operator_on(kubeconfig, &push).await;
 
-    let token = "projected-token-default-gw-gatehouse";
-    double.register_token(
-        token,
-        UserInfo {
-            username: "system:serviceaccount:default:gw-gatehouse".into(),
-            ..Default::default()
-        },
-    );
-    let token_file = scratch.path().join("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_file = projected_token(&double, scratch.path(), "default", "gw-gatehouse");
     let replica = |pod: &str, listen: &str| {
         ClusterGateway::start_as(
             "default/gw",

@@ -8,7 +8,7 @@
 mod gateway_cluster_support;
 mod support;
 
-use gatehouse_kube_double::{KubeDouble, Options, UserInfo};
+use gatehouse_kube_double::{KubeDouble, Options};
 use gatehouse_tests::procs::{self, DemoServer, http_get_status};
 use gatehouse_tests::{ALICE_KEY, Scratch, UPSTREAM_TOKEN, mcp};
 use gateway_cluster_support::*;
@@ -82,16 +82,7 @@ async fn gateways_verify_the_operator_against_the_ca_they_are_given() {
     .expect("the operator CA ConfigMap");
     assert_eq!(ca_cm["data"]["ca.crt"], push.ca_pem());
 
-    let token = "projected-token-default-local-gatehouse";
-    double.register_token(
-        token,
-        UserInfo {
-            username: "system:serviceaccount:default:local-gatehouse".into(),
-            ..Default::default()
-        },
-    );
-    let token_file = scratch.path().join("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_file = projected_token(&double, scratch.path(), "default", "local-gatehouse");
 
     // --- a gateway given another CA refuses the operator: nothing applied, not ready
     let stranger = scratch.path().join("stranger-ca.crt");

@@ -9,7 +9,7 @@ mod gateway_cluster_support;
 mod support;
 
 use gatehouse_api::McpGateway;
-use gatehouse_kube_double::{KubeDouble, Options, UserInfo};
+use gatehouse_kube_double::{KubeDouble, Options};
 use gatehouse_tests::procs::{self, DemoServer, http_get_status};
 use gatehouse_tests::{ALICE_KEY, Scratch, UPSTREAM_TOKEN, mcp};
 use gateway_cluster_support::*;
@@ -108,16 +108,7 @@ async fn cluster_mode_gateway_serves_https_from_the_listener_secret_and_follows_
     assert!(names.contains("\"local-tls\""), "{names}");
 
     // --- the gateway, started as the Deployment starts it, refuses the broken certificate
-    let token = "projected-token-default-local-gatehouse";
-    double.register_token(
-        token,
-        UserInfo {
-            username: "system:serviceaccount:default:local-gatehouse".into(),
-            ..Default::default()
-        },
-    );
-    let token_file = scratch_dir.path().join("token");
-    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let token_file = projected_token(&double, scratch_dir.path(), "default", "local-gatehouse");
     let gw_log = scratch_dir.path().join("gateway.log");
     let mut gw = ClusterGateway::start_with(
         kubeconfig,

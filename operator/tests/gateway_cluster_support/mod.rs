@@ -80,6 +80,28 @@ spec:
 "#;
 
 /// The `ApiResource` of a typed kind.
+/// The projected ServiceAccount token of gateway ServiceAccount `namespace/service_account`, as
+/// the kubelet would mount it: registered with the double's TokenReview and written to a file
+/// in `dir`. Returns the file.
+pub fn projected_token(
+    double: &gatehouse_kube_double::KubeDouble,
+    dir: &Path,
+    namespace: &str,
+    service_account: &str,
+) -> PathBuf {
+    let token = format!("projected-token-{namespace}-{service_account}");
+    double.register_token(
+        &token,
+        gatehouse_kube_double::UserInfo {
+            username: format!("system:serviceaccount:{namespace}:{service_account}"),
+            ..Default::default()
+        },
+    );
+    let file = dir.join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    file
+}
+
 pub fn ar<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
     ApiResource::erase::<K>(&())
 }
