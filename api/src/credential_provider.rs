@@ -288,8 +288,9 @@ pub struct AuthorizationServerDiscovery {
     #[schemars(length(max = 2048))]
     pub issuer: Option<String>,
     /// Let discovery reach authorization servers on loopback, private, link-local and shared
-    /// (CGNAT) addresses, and over plain `http://`. For an authorization server inside the
-    /// cluster or on a developer's machine; leave it off for anything on the internet. Even
+    /// (CGNAT) addresses, and reach those (never a public address) over plain `http://`. For
+    /// an authorization server inside the cluster or on a developer's machine; leave it off
+    /// for anything on the internet. Even
     /// with it on, the cloud metadata service addresses, unspecified, multicast and broadcast
     /// addresses stay refused. Default `false`.
     #[serde(default)]

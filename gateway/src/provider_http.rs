@@ -395,10 +395,20 @@ impl AddressPolicy {
             };
             return Err(format!("refused {url}: {what}; {}", self.hint(class)));
         }
-        if scheme != "https" && !self.allow_private_networks {
-            return Err(format!(
-                "refused {url}: discovered URLs must be https:// unless discovery.allowPrivateNetworks is set"
-            ));
+        if scheme != "https" {
+            if !self.allow_private_networks {
+                return Err(format!(
+                    "refused {url}: discovered URLs must be https:// unless discovery.allowPrivateNetworks is set"
+                ));
+            }
+            // Plain http only inside private networks: a discovered token endpoint receives the
+            // gateway's client secret and users' codes, which must not cross the internet in
+            // the clear.
+            if let Some(ip) = addrs.iter().find(|ip| forbidden(**ip).is_none()) {
+                return Err(format!(
+                    "refused {url}: plain http:// is used only for private addresses, and {ip} is public; use https://"
+                ));
+            }
         }
         Ok(uri)
     }
@@ -690,8 +700,13 @@ mod tests {
         assert!(strict.check_url("https://8.8.8.8/token").await.is_ok());
 
         assert!(open.check_url("http://127.0.0.1:8080/token").await.is_ok());
+        assert!(open.check_url("http://10.1.2.3/token").await.is_ok());
         let e = refused(open.check_url("http://169.254.169.254/latest").await);
         assert!(e.contains("never reachable"), "{e}");
+        // Even with private networks allowed, plain http never goes to a public address.
+        let e = refused(open.check_url("http://8.8.8.8/token").await);
+        assert!(e.contains("plain http:// is used only for private"), "{e}");
+        assert!(open.check_url("https://8.8.8.8/token").await.is_ok());
     }
 
     #[tokio::test]
