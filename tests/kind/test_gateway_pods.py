@@ -178,9 +178,12 @@ def test_policy_change_is_enforced_by_the_gateway_pods(gateway):
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
         return status == 200 and b.session and upstream_authorization(b) == "Bearer first-policy-upstream-token"
 
-    wait_for("bob's new policy to be enforced", bob_allowed)
-    print(f"\napply-to-enforced through a gateway pod: {time.monotonic() - applied:.2f} s (kubectl apply included)")
-    wait_for("bob-demo Ready", lambda: condition("accesspolicy", "bob-demo", "Ready").get("status") == "True")
+    try:
+        wait_for("bob's new policy to be enforced", bob_allowed)
+        print(f"\napply-to-enforced through a gateway pod: {time.monotonic() - applied:.2f} s (kubectl apply included)")
+        wait_for("bob-demo Ready", lambda: condition("accesspolicy", "bob-demo", "Ready").get("status") == "True")
+    finally:
+        kubectl("-n", NS, "delete", "accesspolicy", "bob-demo", "--ignore-not-found")
 
 
 def test_broken_manifest_shows_in_status_while_traffic_flows(gateway):
@@ -219,13 +222,17 @@ def test_gateways_keep_serving_while_the_operator_is_down(gateway):
     finally:
         kubectl("-n", OPERATOR_NS, "scale", "deployment/gatehouse-operator", "--replicas=2")
     kubectl("-n", OPERATOR_NS, "rollout", "status", "deployment/gatehouse-operator", "--timeout=180s")
+
+    def bob_allowed():
+        b = Mcp(gateway, BOB)
+        b.post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        return bool(b.session) and upstream_authorization(b) == "Bearer first-policy-upstream-token"
+
+    # bob has no policy (the first test removed its own): refused until the new one arrives.
+    wait_for("bob to be refused", lambda: not bob_allowed())
     apply(bob_policy("bob-after-restart"))
     try:
-        def bob_allowed():
-            b = Mcp(gateway, BOB)
-            b.post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
-            return b.session and upstream_authorization(b) == "Bearer first-policy-upstream-token"
         wait_for("a policy applied after the restart to be enforced", bob_allowed, timeout=120)
     finally:
         kubectl("-n", NS, "delete", "accesspolicy", "bob-after-restart", "--ignore-not-found")
