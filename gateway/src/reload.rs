@@ -4,11 +4,13 @@
 //! and rejected — the last good one keeps serving — and counted in
 //! `gatehouse_config_reload_failures`.
 
+use crate::cluster::tls::{ListenerMode, certified_key};
 use crate::local;
-use crate::state::{Gateway, Snapshot};
+use crate::state::{Gateway, SecretValues, Snapshot};
 use gatehouse_api::config::{GatewayConfig, GatewayId};
 use gatehouse_api::manifest::LocalSecret;
 use gatehouse_api::refs::ObjectKey;
+use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -205,10 +207,11 @@ pub fn apply(gw: &Gateway, source: &Source, strict: bool) -> bool {
         for p in &problems {
             tracing::warn!(problem = %p, "configuration problem (serving what compiled)");
         }
-        Snapshot::build(config, &secrets, &gw.process)
+        let cert = listener_certificate(gw, &config, &secrets)?;
+        Snapshot::build(config, &secrets, &gw.process).map(|s| (s, cert))
     });
     match outcome {
-        Ok(snapshot) => {
+        Ok((snapshot, cert)) => {
             let version = snapshot.config.version.clone();
             tracing::info!(
                 %version,
@@ -220,6 +223,11 @@ pub fn apply(gw: &Gateway, source: &Source, strict: bool) -> bool {
             );
             // Applied even when the version is unchanged: Secret values are not part of it.
             gw.apply(snapshot);
+            if let (Some(key), Some(ListenerMode::TlsFromSnapshot(served))) =
+                (cert, gw.process.listener.get())
+            {
+                served.install(key);
+            }
             true
         }
         Err(problems) => {
@@ -232,6 +240,32 @@ pub fn apply(gw: &Gateway, source: &Source, strict: bool) -> bool {
             }
             false
         }
+    }
+}
+
+/// The listener certificate a configuration needs, checked against how the listener was
+/// started: from the manifests' TLS Secret (`spec.listener.tls`, rotated on reload), from
+/// `--tls-cert` files (the Secret is not used), or plain — which a configuration asking for
+/// TLS is never served as. Before the listener is started nothing is checked (`run` decides
+/// the mode from the first configuration).
+fn listener_certificate(
+    gw: &Gateway,
+    config: &GatewayConfig,
+    secrets: &[LocalSecret],
+) -> Result<Option<Arc<CertifiedKey>>, Vec<String>> {
+    match (gw.process.listener.get(), &config.listener.tls) {
+        (Some(ListenerMode::TlsFromSnapshot(_)), Some(r)) => {
+            certified_key(r, &SecretValues::select(config, secrets))
+                .map(Some)
+                .map_err(|e| vec![e])
+        }
+        (Some(ListenerMode::TlsFromSnapshot(_)), None) => Err(vec![
+            "spec.listener.tls was removed: the listener keeps serving TLS until the gateway is restarted".into(),
+        ]),
+        (Some(ListenerMode::Plain), Some(r)) => Err(vec![format!(
+            "spec.listener.tls ({r}) was added: restart the gateway to serve TLS (a plain listener never serves a configuration that asks for TLS)"
+        )]),
+        _ => Ok(None),
     }
 }
 

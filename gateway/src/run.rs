@@ -122,6 +122,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         provider_http: crate::provider_http::ProviderHttp::new(),
         grants: Arc::new(crate::credentials::authcode::Grants::new(token_store)),
         token_reviewer: Default::default(),
+        listener: Default::default(),
     }));
     // Local mode with a kubeconfig: TokenReview for `kubernetesServiceAccount` providers.
     if !args.cluster.cluster
@@ -143,19 +144,28 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
                 "no valid configuration yet: serving 503 until the manifests are fixed"
             );
         }
-        // A manifest asking for TLS must never be served as plain HTTP. Local mode takes the
-        // certificate from files; the Secret named in the manifest is read in cluster mode.
-        if args.tls_cert.is_none()
-            && let Some(snapshot) = gw.snapshot()
-            && let Some(r) = &snapshot.config.listener.tls
-        {
-            anyhow::bail!(
-                "{} sets spec.listener.tls ({r}), which local mode does not read from Secret manifests: pass --tls-cert and --tls-key (PEM files), or remove spec.listener.tls to serve plain HTTP",
-                snapshot.config.gateway
-            );
-        }
     }
-
+    // Local mode serves TLS from the manifests' own Secret when the McpGateway asks for it
+    // (`spec.listener.tls`) and no `--tls-cert` files override it; the certificate follows the
+    // Secret manifest on reload. A configuration asking for TLS is never served as plain HTTP.
+    let local_tls = match (&source, &args.tls_cert, gw.snapshot()) {
+        (Some(source), None, Some(snapshot)) if snapshot.config.listener.tls.is_some() => {
+            let cert = Arc::new(ListenerCert::default());
+            let _ = gw
+                .process
+                .listener
+                .set(ListenerMode::TlsFromSnapshot(cert.clone()));
+            let (gw2, source) = (gw.clone(), source.clone());
+            if !tokio::task::spawn_blocking(move || reload::apply(&gw2, &source, false)).await? {
+                anyhow::bail!(
+                    "{} sets spec.listener.tls, but its certificate cannot be served (see the log above); fix the Secret manifest, or pass --tls-cert and --tls-key",
+                    snapshot.config.gateway
+                );
+            }
+            Some(cert)
+        }
+        _ => None,
+    };
     let (tls, listener_mode) = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => (
             Some(listener::tls_acceptor(c, k)?),
@@ -168,8 +178,16 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
                 ListenerMode::TlsFromSnapshot(cert),
             )
         }
+        _ if local_tls.is_some() => {
+            let cert = local_tls.clone().expect("checked");
+            (
+                Some(listener::tls_acceptor_with(cert.clone())?),
+                ListenerMode::TlsFromSnapshot(cert),
+            )
+        }
         _ => (None, ListenerMode::Plain),
     };
+    let _ = gw.process.listener.set(listener_mode.clone());
     let mcp = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

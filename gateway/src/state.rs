@@ -239,6 +239,9 @@ pub struct Process {
     pub grants: Arc<crate::credentials::authcode::Grants>,
     /// TokenReview, once a Kubernetes client exists (cluster mode, or `--kubeconfig`).
     pub token_reviewer: std::sync::OnceLock<Arc<dyn crate::authn::token_review::TokenReviewer>>,
+    /// How the MCP listener was started, once it is decided (local mode's reloads check the
+    /// manifests' `spec.listener.tls` against it).
+    pub listener: std::sync::OnceLock<crate::cluster::tls::ListenerMode>,
 }
 
 /// Shared gateway state.
