@@ -10,8 +10,7 @@ mod support;
 
 use gatehouse_kube_double::{KubeDouble, Options};
 use gatehouse_tests::consent::{
-    SAAS_CLIENT_ID, SAAS_CLIENT_SECRET, Saas, connect, elicitation, follow_consent,
-    initialize_error, whoami,
+    AUD, Saas, connect, elicitation, follow_consent, initialize_error, manifests, whoami,
 };
 use gatehouse_tests::oauth::OAuthServer;
 use gatehouse_tests::procs::{self, DemoServer};
@@ -23,69 +22,6 @@ use kube::api::ListParams;
 use serde_json::json;
 use std::time::Duration;
 use support::*;
-
-const AUD: &str = "gatehouse-cluster-test";
-const STORE_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-fn manifests(public: &str, idp: &str, saas: &str, upstream: &str) -> String {
-    format!(
-        r#"apiVersion: gatehouse.dev/v1alpha1
-kind: McpGateway
-metadata: {{name: gw, namespace: default}}
-spec:
-  publicUrl: {public}
-  trustProviders: [corp]
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: TrustProvider
-metadata: {{name: corp, namespace: default}}
-spec:
-  oidc:
-    issuer: {idp}
-    audiences: [{AUD}]
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: McpServer
-metadata: {{name: saas, namespace: default}}
-spec:
-  gatewayRef: {{name: gw}}
-  url: {upstream}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: CredentialProvider
-metadata: {{name: saas-oauth, namespace: default}}
-spec:
-  oauth2AuthorizationCode:
-    authorizationUrl: {saas}/authorize
-    tokenUrl: {saas}/token
-    clientId: {SAAS_CLIENT_ID}
-    clientSecretRef: {{name: saas-client, key: secret}}
-    scopes: [files.read]
-    encryptionKeySecretRef: {{name: saas-store-key, key: key}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: saas-client, namespace: default}}
-stringData: {{secret: {SAAS_CLIENT_SECRET}}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: saas-store-key, namespace: default}}
-stringData: {{key: "{STORE_KEY}"}}
----
-apiVersion: gatehouse.dev/v1alpha1
-kind: AccessPolicy
-metadata: {{name: eng-agents, namespace: default}}
-spec:
-  subjects:
-    - users: {{groups: [eng]}}
-      agents: {{clientIds: [claude-code, cursor]}}
-  targets:
-    - server: saas
-      credentialProvider: saas-oauth
-"#
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_in_cluster_mode_stores_a_sealed_grant_secret_every_replica_uses() {
@@ -109,7 +45,7 @@ async fn consent_in_cluster_mode_stores_a_sealed_grant_secret_every_replica_uses
         .ok(&["apply", "-f", repo_root().join("crds").to_str().unwrap()])
         .await;
     kubectl
-        .apply(&manifests(&public, &idp.issuer, saas.url(), &demo.url))
+        .apply(&manifests(&public, &idp.issuer, saas.url(), &demo.url, ""))
         .await;
     let push = PushEndpoint::new();
     let _op = operator_on(kubeconfig, &push).await;

@@ -257,9 +257,13 @@ pub async fn get(url: &str, cookie: Option<&str>) -> anyhow::Result<(u16, String
 /// The AES-256-GCM key of the token store (base64 of 32 bytes).
 pub const STORE_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 /// Audience of user tokens.
-const AUD: &str = "gatehouse-test";
+pub const AUD: &str = "gatehouse-test";
 
-fn manifests(public: &str, idp: &str, saas: &str, upstream: &str, trust_extra: &str) -> String {
+/// The consent test bed's manifests: gateway `gw` at `public`, users from the OIDC issuer `idp`
+/// (audience [`AUD`], `trust_extra` appended to its `oidc` block), McpServer `saas` at
+/// `upstream` behind the `oauth2AuthorizationCode` provider `saas-oauth` of the SaaS server at
+/// `saas`, and a policy letting group `eng` use it through `claude-code` and `cursor`.
+pub fn manifests(public: &str, idp: &str, saas: &str, upstream: &str, trust_extra: &str) -> String {
     format!(
         r#"apiVersion: gatehouse.dev/v1alpha1
 kind: McpGateway
