@@ -33,6 +33,7 @@ mod route;
 mod run;
 mod session;
 mod state;
+mod workers;
 
 use clap::{Parser, Subcommand};
 

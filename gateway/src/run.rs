@@ -50,6 +50,11 @@ pub struct RunArgs {
     /// How often to check the manifests for changes, ms.
     #[arg(long, default_value_t = 500)]
     pub poll_ms: u64,
+    /// Request workers: single-threaded event loops sharing the MCP listener, each serving the
+    /// connections it accepted. Default: one per available core.
+    #[arg(long, env = "GATEHOUSE_WORKERS",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub workers: Option<usize>,
     /// How long to let connections finish on shutdown, seconds.
     #[arg(long, default_value_t = 10)]
     pub drain_seconds: u64,
@@ -79,7 +84,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         )
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
+    crate::workers::init(args.workers.unwrap_or_else(crate::workers::default_count));
+    // The main runtime runs control work only (reloads, the push stream, the admin listener,
+    // signals); requests are served by `workers`, one event loop per core.
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(serve(args))
@@ -225,13 +233,9 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         let gw = gw.clone();
         Arc::new(move |req| listener::handle(gw.clone(), req, is_tls, admin_here).boxed())
     };
-    let mut tasks = vec![tokio::spawn(listener::serve(
-        mcp,
-        tls,
-        mcp_handler,
-        stop_rx.clone(),
-        drain,
-    ))];
+    let workers = crate::workers::spawn(mcp.into_std()?, tls, mcp_handler, stop_rx.clone(), drain)?;
+    tracing::debug!(workers = workers.len(), "request workers started");
+    let mut tasks = Vec::new();
     if let Some(a) = admin {
         let gw = gw.clone();
         let h: Handler = Arc::new(move |req| {
@@ -263,6 +267,12 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
     for t in tasks {
         let _ = t.await;
     }
+    tokio::task::spawn_blocking(move || {
+        for w in workers {
+            let _ = w.join();
+        }
+    })
+    .await?;
     Ok(())
 }
 

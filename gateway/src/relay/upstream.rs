@@ -179,7 +179,7 @@ impl std::fmt::Display for SendError {
 
 // === impl H1Pool ===
 
-/// Idle connections kept per plain-HTTP upstream.
+/// Idle connections kept per plain-HTTP upstream and request worker.
 const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -194,9 +194,14 @@ pub struct H1Pool {
     /// The request target (origin form).
     target: http::Uri,
     connect_timeout: Duration,
-    /// Idle connections, oldest first.
-    idle: Mutex<Vec<(Instant, H1Conn)>>,
+    /// Idle connections, oldest first, one list per request worker: a connection's I/O is
+    /// registered with the event loop of the worker that opened it, so it is only reused there
+    /// (using it from another worker would turn every read into a cross-thread wakeup).
+    idle: Box<[Mutex<IdleList>]>,
 }
+
+/// Idle connections with the time each became idle, oldest first.
+type IdleList = Vec<(Instant, H1Conn)>;
 
 /// One connection: its request handle and the connection future that does its I/O.
 struct H1Conn {
@@ -234,13 +239,21 @@ impl H1Pool {
                 .map_err(|e| format!("upstream URL {uri}: {e}"))?,
             target,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..crate::workers::count())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
         })
+    }
+
+    /// This worker's idle connections.
+    fn idle(&self) -> std::sync::MutexGuard<'_, IdleList> {
+        let list = &self.idle[crate::workers::current() % self.idle.len()];
+        list.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The most recently used idle connection still good for a request.
     fn checkout(&self) -> Option<H1Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle();
         let now = Instant::now();
         let stale = idle
             .iter()
@@ -265,7 +278,7 @@ impl H1Pool {
         if c.closed || !c.sender.is_ready() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle();
         if idle.len() < MAX_IDLE {
             idle.push((Instant::now(), c));
         }
