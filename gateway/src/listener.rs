@@ -21,10 +21,13 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -68,17 +71,112 @@ pub fn tls_acceptor_with(
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accept connections until `shutdown` flips, then drain for at most `drain`.
+/// The request workers sharing one listener (see `crate::workers`): how many connections
+/// each has open, and a hand-off queue into each.
+///
+/// A connection stays with the worker serving it, so whichever worker accepts it hands it to
+/// the least loaded one when that holds fewer: otherwise a burst of new connections can land
+/// on one core while the other idles (one cross-thread wakeup per connection, none per
+/// request).
+pub struct WorkerLoad {
+    open: Box<[AtomicUsize]>,
+    handoff: Box<[mpsc::UnboundedSender<Accepted>]>,
+}
+
+/// A connection accepted by one worker for another.
+type Accepted = (std::net::TcpStream, SocketAddr);
+
+/// What a request worker needs to share a listener with the others.
+pub struct Share {
+    load: Arc<WorkerLoad>,
+    worker: usize,
+    handed: mpsc::UnboundedReceiver<Accepted>,
+}
+
+impl WorkerLoad {
+    /// Shares for `workers` request workers, one each.
+    pub fn shares(workers: usize) -> Vec<Share> {
+        let n = workers.max(1);
+        let (handoff, queues): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
+        let load = Arc::new(Self {
+            open: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            handoff: handoff.into(),
+        });
+        queues
+            .into_iter()
+            .enumerate()
+            .map(|(worker, handed)| Share {
+                load: load.clone(),
+                worker,
+                handed,
+            })
+            .collect()
+    }
+
+    /// The worker a new connection accepted by `me` should go to: `me`, unless another holds
+    /// fewer connections.
+    fn pick(&self, me: usize) -> usize {
+        let mut best = (self.open[me].load(Ordering::Relaxed), me);
+        for (i, n) in self.open.iter().enumerate() {
+            let n = n.load(Ordering::Relaxed);
+            if n < best.0 {
+                best = (n, i);
+            }
+        }
+        best.1
+    }
+}
+
+/// A connection counted in [`WorkerLoad`] until dropped.
+struct OpenConnection(Arc<WorkerLoad>, usize);
+
+impl OpenConnection {
+    /// Count a connection for `worker`.
+    fn count(load: &Arc<WorkerLoad>, worker: usize) -> Self {
+        load.open[worker].fetch_add(1, Ordering::Relaxed);
+        Self(load.clone(), worker)
+    }
+
+    /// Hand the connection to the worker it is counted for; `Err` gives it back, uncounted,
+    /// when that worker is gone.
+    fn hand_off(self, stream: TcpStream, peer: SocketAddr) -> Result<(), std::net::TcpStream> {
+        let Ok(std) = stream.into_std() else {
+            return Ok(()); // not a usable socket any more: dropped, and uncounted
+        };
+        match self.0.handoff[self.1].send((std, peer)) {
+            // Uncounted by the receiver's guard when it closes.
+            Ok(()) => {
+                std::mem::forget(self);
+                Ok(())
+            }
+            Err(mpsc::error::SendError((std, _))) => Err(std),
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open[self.1].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accept connections until `shutdown` flips, then drain for at most `drain`. `share` is set
+/// when several request workers share `listener`.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: Handler,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
+    mut share: Option<Share>,
 ) {
     let graceful = GracefulShutdown::new();
+    let handed = async |share: &mut Option<Share>| match share {
+        Some(s) => s.handed.recv().await,
+        None => std::future::pending().await,
+    };
     loop {
-        tokio::select! {
+        let (stream, peer, open) = tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
@@ -91,43 +189,95 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let watcher = graceful.watcher();
-                let handler = handler.clone();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let service = |peer: Option<PeerCertificates>| {
-                        let handler = handler.clone();
-                        hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                            if let Some(p) = &peer {
-                                req.extensions_mut().insert(p.clone());
-                            }
-                            let h = handler.clone();
-                            async move { Ok::<_, Infallible>(h(req).await) }
-                        })
-                    };
-                    let result = match tls {
-                        Some(acceptor) => {
-                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => {
-                                    let peer = s.get_ref().1.peer_certificates().map(|c| {
-                                        PeerCertificates(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect()))
-                                    });
-                                    watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(s), service(peer))).await
-                                }
-                                _ => { tracing::debug!(%peer, "TLS handshake failed"); return; }
+                match &share {
+                    None => (stream, peer, None),
+                    Some(s) => {
+                        let to = s.load.pick(s.worker);
+                        let open = OpenConnection::count(&s.load, to);
+                        if to == s.worker {
+                            (stream, peer, Some(open))
+                        } else {
+                            match open.hand_off(stream, peer) {
+                                Ok(()) => continue,
+                                // That worker is gone: serve the connection here.
+                                Err(std) => match TcpStream::from_std(std) {
+                                    Ok(stream) => (stream, peer, Some(OpenConnection::count(&s.load, s.worker))),
+                                    Err(_) => continue,
+                                },
                             }
                         }
-                        None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service(None))).await,
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
-                });
+                }
+            }
+            Some((std, peer)) = handed(&mut share) => {
+                let s = share.as_ref().expect("handed connections come with a share");
+                // Counted for this worker by the one that accepted it.
+                let open = OpenConnection(s.load.clone(), s.worker);
+                match TcpStream::from_std(std) {
+                    Ok(stream) => (stream, peer, Some(open)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take over a connection");
+                        continue;
+                    }
+                }
             }
             _ = shutdown.changed() => break,
-        }
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let handler = handler.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _open = open;
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let service = |peer: Option<PeerCertificates>| {
+                let handler = handler.clone();
+                hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                    if let Some(p) = &peer {
+                        req.extensions_mut().insert(p.clone());
+                    }
+                    let h = handler.clone();
+                    async move { Ok::<_, Infallible>(h(req).await) }
+                })
+            };
+            let result =
+                match tls {
+                    Some(acceptor) => {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => {
+                                let peer = s.get_ref().1.peer_certificates().map(|c| {
+                                    PeerCertificates(Arc::new(
+                                        c.iter().map(|d| d.clone().into_owned()).collect(),
+                                    ))
+                                });
+                                watcher
+                                    .watch(builder.serve_connection_with_upgrades(
+                                        TokioIo::new(s),
+                                        service(peer),
+                                    ))
+                                    .await
+                            }
+                            _ => {
+                                tracing::debug!(%peer, "TLS handshake failed");
+                                return;
+                            }
+                        }
+                    }
+                    None => {
+                        watcher
+                            .watch(builder.serve_connection_with_upgrades(
+                                TokioIo::new(stream),
+                                service(None),
+                            ))
+                            .await
+                    }
+                };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
     }
     drop(listener);
     tokio::select! {

@@ -248,6 +248,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
             h,
             stop_rx.clone(),
             drain,
+            None,
         )));
     }
     let watcher = match (source, cluster) {

@@ -11,7 +11,7 @@
 //! Control work — manifest reloads, the operator's push stream, the admin listener, signals —
 //! runs on the process's main runtime, never on a request worker.
 
-use crate::listener::{self, Handler};
+use crate::listener::{self, Handler, WorkerLoad};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -59,13 +59,15 @@ pub fn spawn(
     drain: Duration,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let n = count();
+    let shares = WorkerLoad::shares(n);
     listener.set_nonblocking(true)?;
     let mut threads = Vec::with_capacity(n);
-    for index in 0..n {
+    for (index, share) in shares.into_iter().enumerate() {
         // Every worker registers its own descriptor of the one listening socket with its own
         // event loop; a new connection is accepted by whichever worker gets to it first.
         let listener = listener.try_clone()?;
         let (tls, handler, shutdown) = (tls.clone(), handler.clone(), shutdown.clone());
+
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -76,7 +78,9 @@ pub fn spawn(
                 runtime.block_on(async move {
                     tokio::spawn(timer_anchor());
                     match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => listener::serve(l, tls, handler, shutdown, drain).await,
+                        Ok(l) => {
+                            listener::serve(l, tls, handler, shutdown, drain, Some(share)).await
+                        }
                         Err(e) => {
                             tracing::error!(worker = index, error = %e, "worker cannot listen")
                         }
@@ -108,6 +112,54 @@ mod tests {
     use futures_util::FutureExt;
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
+
+    async fn open_connection(
+        addr: std::net::SocketAddr,
+    ) -> hyper::client::conn::http1::SendRequest<String> {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (send, conn) = hyper::client::conn::http1::handshake::<_, String>(
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        send
+    }
+
+    /// New connections go to the worker holding the fewest, whichever worker accepted them.
+    #[test]
+    fn connections_are_spread_evenly_over_the_workers() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handler: Handler = Arc::new(|_req| {
+            async { http::Response::new(crate::body::full(current().to_string())) }.boxed()
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        init(2);
+        let threads = spawn(listener, None, handler, stop_rx, Duration::from_secs(1)).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let served_by = rt.block_on(async {
+            let mut open = Vec::new();
+            let mut served_by = vec![0; 2];
+            for _ in 0..8 {
+                let mut send = open_connection(addr).await;
+                let req = http::Request::get("/").body(String::new()).unwrap();
+                let resp = send.send_request(req).await.unwrap();
+                let body = http_body_util::BodyExt::collect(resp.into_body())
+                    .await
+                    .unwrap();
+                let worker: usize = String::from_utf8_lossy(&body.to_bytes()).parse().unwrap();
+                served_by[worker] += 1;
+                open.push(send); // keep every connection open
+            }
+            served_by
+        });
+        assert_eq!(served_by, vec![4, 4], "connections per worker");
+        stop_tx.send(true).unwrap();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
 
     /// Connections are served on the worker threads; while one worker is busy, the other
     /// accepts and serves the next connection; shutdown ends every worker.
