@@ -53,6 +53,18 @@ impl ObjectKey {
     }
 }
 
+impl ObjectKey {
+    /// `namespace/name`, as `to_string` gives it, without the formatting machinery (the
+    /// request path renders keys for every audit record).
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(self.namespace.len() + 1 + self.name.len());
+        s.push_str(&self.namespace);
+        s.push('/');
+        s.push_str(&self.name);
+        s
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)

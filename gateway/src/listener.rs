@@ -330,11 +330,11 @@ pub async fn handle(
         return crate::admin::handle(&gw, &path);
     }
     let started = Instant::now();
-    let request_id = format!("{:016x}", rand::random::<u64>());
+    let request_id = request_id();
     let mut audit = AuditRecord::start(request_id, req.method().as_str(), &path);
     audit.trace_id = crate::audit::trace_id(req.headers().get("traceparent"));
     let snapshot = gw.snapshot();
-    audit.gateway = snapshot.as_ref().map(|s| s.config.gateway.to_string());
+    audit.gateway = snapshot.as_ref().map(|s| s.gateway_label.clone());
     let response = match front(&gw, snapshot.as_ref(), req, tls, &mut audit).await {
         Ok(Outcome::Mcp(r)) => r,
         Ok(Outcome::Metadata(r)) => return r,
@@ -397,7 +397,8 @@ async fn front(
         }
         Route::Credentials(ep) => {
             let (m, q) = (req.method(), req.uri().query());
-            let r = crate::consent::serve(snapshot, ep, m, q, req.headers()).await;
+            // Boxed: consent pages are rare; inline they would enlarge every request's future.
+            let r = Box::pin(crate::consent::serve(snapshot, ep, m, q, req.headers())).await;
             return Ok(Outcome::Metadata(r));
         }
         Route::NotFound => return Err(GatewayError::NoRoute(path)),
@@ -405,7 +406,7 @@ async fn front(
     };
     audit.server = Some(snapshot.servers[server].label.clone());
     let base = route::public_base(snapshot, req.headers(), tls);
-    let route_url = format!("{base}{path}");
+    let route_url = [base.as_ref(), path.as_str()].concat();
     // Tokens in URLs leak into logs and histories; the MCP authorization spec forbids them.
     if req
         .uri()
@@ -464,6 +465,15 @@ async fn front(
         audit,
     };
     relay::relay(call, req).await.map(Outcome::Mcp)
+}
+
+/// A fresh request id: 64 random bits as 16 lowercase hex digits.
+fn request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = rand::random::<u64>();
+    (0..16)
+        .map(|i| char::from(HEX[((n >> (60 - 4 * i)) & 0xf) as usize]))
+        .collect()
 }
 
 /// What the front of the pipeline produced.

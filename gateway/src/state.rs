@@ -132,6 +132,8 @@ pub struct Snapshot {
     pub servers: Vec<ServerRoute>,
     /// Session id keys.
     pub session_keys: Arc<SessionKeys>,
+    /// The gateway's name as audit records show it (rendered once, not per request).
+    pub gateway_label: String,
 }
 
 impl Snapshot {
@@ -207,6 +209,7 @@ impl Snapshot {
         };
         match (policies, authn, credentials) {
             (Some(policies), Some(authn), Some(credentials)) if errors.is_empty() => Ok(Self {
+                gateway_label: config.gateway.to_string(),
                 config,
                 policies,
                 authn,

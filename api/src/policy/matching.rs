@@ -150,13 +150,22 @@ impl CompiledPolicy {
                 self.key
             ));
         }
-        let mut reason = format!(
-            "{verb} by AccessPolicy {}: {} matched subjects[{}], {} matched targets[{target}]",
-            self.key,
-            super::describe_principal(req.user, req.agent),
-            subject.unwrap_or(0),
-            req.operation,
-        );
+        // Built piece by piece: this runs on every request (format! costs several times more).
+        let mut reason = String::with_capacity(160);
+        reason.push_str(verb);
+        reason.push_str(" by AccessPolicy ");
+        reason.push_str(&self.key.namespace);
+        reason.push('/');
+        reason.push_str(&self.key.name);
+        reason.push_str(": ");
+        super::push_principal(&mut reason, req.user, req.agent);
+        reason.push_str(" matched subjects[");
+        push_index(&mut reason, subject.unwrap_or(0));
+        reason.push_str("], ");
+        push_operation(&mut reason, &req.operation);
+        reason.push_str(" matched targets[");
+        push_index(&mut reason, target);
+        reason.push(']');
         if let Some(cond) = &self.when {
             match (cond.evaluate(req), self.action) {
                 (Ok(true), _) => reason.push_str(", and its `when` condition holds"),
@@ -307,6 +316,34 @@ impl CompiledTarget {
             Operation::Tool { name } => by(&self.tools, name),
             Operation::Resource { uri, .. } => by(&self.resources, uri),
             Operation::Prompt { name } => by(&self.prompts, name),
+        }
+    }
+}
+
+fn push_index(out: &mut String, i: usize) {
+    if i < 10 {
+        out.push(char::from(b'0' + i as u8));
+    } else {
+        out.push_str(&i.to_string());
+    }
+}
+
+/// `op` as its `Display` writes it.
+fn push_operation(out: &mut String, op: &super::Operation<'_>) {
+    use super::Operation;
+    match op {
+        Operation::Server { method } => out.push_str(method),
+        Operation::Tool { name } => {
+            out.push_str("tool ");
+            super::push_quoted(out, name);
+        }
+        Operation::Resource { uri, .. } => {
+            out.push_str("resource ");
+            super::push_quoted(out, uri);
+        }
+        Operation::Prompt { name } => {
+            out.push_str("prompt ");
+            super::push_quoted(out, name);
         }
     }
 }

@@ -104,12 +104,19 @@ pub enum Effect {
     Deny,
 }
 
-impl fmt::Display for Effect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Effect {
+    /// `allow` or `deny`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             Effect::Allow => "allow",
             Effect::Deny => "deny",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Effect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -238,11 +245,51 @@ pub(crate) fn describe_principal(
     user: Option<&UserIdentity>,
     agent: Option<&AgentIdentity>,
 ) -> String {
+    let mut out = String::new();
+    push_principal(&mut out, user, agent);
+    out
+}
+
+/// [`describe_principal`], appended to `out`. Decisions are made on every request; this
+/// avoids the formatting machinery for the common case of ids that need no escaping.
+pub(crate) fn push_principal(
+    out: &mut String,
+    user: Option<&UserIdentity>,
+    agent: Option<&AgentIdentity>,
+) {
     match (user, agent) {
-        (Some(u), Some(a)) => format!("user {:?} through agent {:?}", u.id, a.id),
-        (Some(u), None) => format!("user {:?} (agent not identified)", u.id),
-        (None, Some(a)) => format!("agent {:?} acting alone", a.id),
-        (None, None) => "an unauthenticated caller".to_string(),
+        (Some(u), Some(a)) => {
+            out.push_str("user ");
+            push_quoted(out, &u.id);
+            out.push_str(" through agent ");
+            push_quoted(out, &a.id);
+        }
+        (Some(u), None) => {
+            out.push_str("user ");
+            push_quoted(out, &u.id);
+            out.push_str(" (agent not identified)");
+        }
+        (None, Some(a)) => {
+            out.push_str("agent ");
+            push_quoted(out, &a.id);
+            out.push_str(" acting alone");
+        }
+        (None, None) => out.push_str("an unauthenticated caller"),
+    }
+}
+
+/// `s` quoted as `{:?}` would quote it.
+pub(crate) fn push_quoted(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' || b == b' ')
+    {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        use std::fmt::Write;
+        let _ = write!(out, "{s:?}");
     }
 }
 

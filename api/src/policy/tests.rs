@@ -697,3 +697,24 @@ fn policy_set_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PolicySet>();
 }
+
+#[test]
+fn reasons_quote_like_debug_formatting() {
+    for s in [
+        "alice",
+        "alice@example.com",
+        "with space",
+        "quote\"inside",
+        "back\\slash",
+        "tab\there",
+        "newline\n",
+        "ünïcödé",
+        "nul\0",
+        "",
+        "it's",
+    ] {
+        let mut out = String::new();
+        super::push_quoted(&mut out, s);
+        assert_eq!(out, format!("{s:?}"), "{s:?}");
+    }
+}

@@ -436,24 +436,19 @@ impl Credentials {
                 let user = who.user.as_ref().ok_or_else(|| {
                     format!("CredentialProvider {provider} holds personal credentials, but this request has no user")
                 })?;
-                let (lookup, where_) = match source {
-                    PerUserSource::Keyed(r) => {
-                        let k = user_secret_key(&user.id);
-                        (k.clone(), format!("{r} key {k:?}"))
-                    }
-                    PerUserSource::PerSecret {
-                        namespace,
-                        template,
-                        key,
-                    } => {
-                        let name = user_secret_name(template, &user.id);
-                        (
-                            name.clone(),
-                            format!("Secret {namespace}/{name} key {key:?}"),
-                        )
+                let lookup = match source {
+                    PerUserSource::Keyed(_) => user_secret_key(&user.id),
+                    PerUserSource::PerSecret { template, .. } => {
+                        user_secret_name(template, &user.id)
                     }
                 };
                 let token = values.get(&lookup).ok_or_else(|| {
+                    let where_ = match source {
+                        PerUserSource::Keyed(r) => format!("{r} key {lookup:?}"),
+                        PerUserSource::PerSecret { namespace, key, .. } => {
+                            format!("Secret {namespace}/{lookup} key {key:?}")
+                        }
+                    };
                     format!(
                         "no personal credential for user {:?} ({where_} does not exist); ask your administrator to provision it for CredentialProvider {provider}",
                         user.id
@@ -518,7 +513,9 @@ impl Credentials {
                 let user = who.user.as_ref().ok_or_else(|| {
                     format!("CredentialProvider {provider} acts for a user who authorized it, but this request has no user")
                 })?;
-                let token = a.token(&self.grants, &self.http, user).await?;
+                // Boxed: this path may refresh or load a grant (HTTP, Secret API); inline,
+                // its state would enlarge every request's future.
+                let token = Box::pin(a.token(&self.grants, &self.http, user)).await?;
                 header_value(provider, &p.format, &token)?
             }
             Credential::SignedJwt { minter, cache } => {

@@ -404,7 +404,9 @@ impl TokenCache {
         {
             return Ok(t.clone());
         }
-        match fetch().await {
+        // Boxed: a fetch (an HTTP exchange) is rare, and inline its state would make every
+        // request's future — moved on each request — kilobytes larger.
+        match Box::pin(fetch()).await {
             Ok(t) => {
                 *guard = Some(t.clone());
                 Ok(t)

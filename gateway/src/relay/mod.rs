@@ -129,9 +129,9 @@ pub async fn relay(
         op,
         args,
     );
-    call.audit.decision = Some(decision.effect.to_string());
-    call.audit.policy = decision.policy.as_ref().map(|p| p.to_string());
-    call.audit.credential_provider = decision.credential_provider.as_ref().map(|c| c.to_string());
+    call.audit.decision = Some(decision.effect.as_str().to_string());
+    call.audit.policy = decision.policy.as_ref().map(|p| p.render());
+    call.audit.credential_provider = decision.credential_provider.as_ref().map(|c| c.render());
     let id = message.as_ref().and_then(|m| m.id.clone());
     let is_request = message.as_ref().is_some_and(|m| m.kind == Kind::Request);
     if !decision.is_allowed() {
@@ -139,7 +139,7 @@ pub async fn relay(
         return Err(GatewayError::Denied {
             id: if is_request { id } else { None },
             reason: decision.reason,
-            policy: decision.policy.map(|p| p.to_string()),
+            policy: decision.policy.map(|p| p.render()),
         });
     }
     call.audit.reason = Some(decision.reason);
@@ -389,7 +389,7 @@ fn note_message(audit: &mut AuditRecord, m: &ClientMessage) {
 /// For servers with a `toolPrefix`: agents call `<prefix><name>`; the upstream knows `<name>`.
 /// Returns whether the message changed. A name without the prefix names no tool of this server.
 fn strip_tool_prefix(prefix: Option<&str>, m: &mut ClientMessage) -> Result<bool, GatewayError> {
-    let (Some(prefix), Some(name)) = (prefix, m.tool.clone()) else {
+    let (Some(prefix), Some(name)) = (prefix, m.tool.as_deref()) else {
         return Ok(false);
     };
     let Some(bare) = name.strip_prefix(prefix) else {
@@ -400,8 +400,9 @@ fn strip_tool_prefix(prefix: Option<&str>, m: &mut ClientMessage) -> Result<bool
             ),
         });
     };
-    m.value["params"]["name"] = serde_json::Value::String(bare.to_string());
-    m.tool = Some(bare.to_string());
+    let bare = bare.to_string();
+    m.value["params"]["name"] = serde_json::Value::String(bare.clone());
+    m.tool = Some(bare);
     Ok(true)
 }
 

@@ -307,9 +307,11 @@ impl H1Pool {
         *req.uri_mut() = self.target.clone();
         req.headers_mut()
             .insert(http::header::HOST, self.host.clone());
+        // Connecting is boxed: it is rare on a warm pool, and inline its state would enlarge
+        // every request's future.
         let (mut c, mut reused) = match self.checkout() {
             Some(c) => (c, true),
-            None => (self.connect().await?, false),
+            None => (Box::pin(self.connect()).await?, false),
         };
         loop {
             let mut pending = std::pin::pin!(c.sender.try_send_request(req));
@@ -343,7 +345,7 @@ impl H1Pool {
                     // fresh connection. A request that may have been sent is never retried.
                     Some(r) if reused => {
                         req = r;
-                        c = self.connect().await?;
+                        c = Box::pin(self.connect()).await?;
                         reused = false;
                     }
                     _ => return Err(SendError::Request(e.into_error().to_string())),
