@@ -6,6 +6,7 @@
 //! never be forwarded; the credential the policy's CredentialProvider yields is added instead.
 
 pub mod rewrite;
+pub mod socket_body;
 pub mod sse;
 pub mod upstream;
 
@@ -284,7 +285,7 @@ pub async fn relay(
     };
     let body = if is_sse {
         rewrite::relay_sse(
-            up_body,
+            up_body.detach_for_stream(&up_parts.headers),
             rewriter(pending),
             upstream.idle_timeout,
             call.gateway.clone(),

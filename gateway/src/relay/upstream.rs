@@ -8,6 +8,8 @@
 //! thread, and they were most of the latency the gateway added (bench/RESULTS.md). HTTPS
 //! upstreams (HTTP/2 by ALPN, multiplexed) keep hyper's pooled client.
 
+use super::socket_body::{Framing, GatedStream, HeadGate, SocketBody};
+use crate::body::BoxError;
 use crate::state::SecretValues;
 use bytes::Bytes;
 use gatehouse_api::config::{ServerConfig, Upstream as UpstreamKind};
@@ -206,7 +208,9 @@ type IdleList = Vec<(Instant, H1Conn)>;
 /// One connection: its request handle and the connection future that does its I/O.
 struct H1Conn {
     sender: http1::SendRequest<Full<Bytes>>,
-    conn: http1::Connection<TokioIo<TcpStream>, Full<Bytes>>,
+    conn: http1::Connection<TokioIo<GatedStream>, Full<Bytes>>,
+    /// Holds hyper after a response head, so a stream's body can be read from the socket.
+    gate: Arc<HeadGate>,
     /// The connection future completed: the connection is closed.
     closed: bool,
 }
@@ -290,12 +294,15 @@ impl H1Pool {
             .map_err(|_| SendError::Connect(format!("connecting to {} timed out", self.addr)))?
             .map_err(|e| SendError::Connect(format!("connecting to {}: {e}", self.addr)))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        let gate = Arc::new(HeadGate::default());
+        let io = TokioIo::new(GatedStream::new(stream, gate.clone()));
+        let (sender, conn) = http1::handshake(io)
             .await
             .map_err(|e| SendError::Connect(e.to_string()))?;
         Ok(H1Conn {
             sender,
             conn,
+            gate,
             closed: false,
         })
     }
@@ -313,7 +320,13 @@ impl H1Pool {
             Some(c) => (c, true),
             None => (Box::pin(self.connect()).await?, false),
         };
+        // A GET opens a server-to-client SSE stream, which may stay open and idle for hours:
+        // hold hyper after its response head so the relay can take the socket back.
+        let gated = req.method() == http::Method::GET;
         loop {
+            if gated {
+                c.gate.hold_after_head();
+            }
             let mut pending = std::pin::pin!(c.sender.try_send_request(req));
             let sent = std::future::poll_fn(|cx| {
                 c.poll_io(cx);
@@ -328,6 +341,9 @@ impl H1Pool {
                         conn: Some(c),
                         pool: self.clone(),
                     };
+                    if !gated {
+                        body.release();
+                    }
                     if body.body.is_end_stream() {
                         std::future::poll_fn(|cx| {
                             body.finish(cx);
@@ -366,6 +382,37 @@ enum Inner {
     Plain(Incoming),
     /// Reading it drives its connection, which returns to the pool at its end.
     Pooled(PooledBody),
+    /// Read from the socket taken back from hyper (long-lived streams).
+    Socket(SocketBody),
+}
+
+impl UpstreamBody {
+    /// Prepare the body for a long life (an SSE stream): when it comes from a pooled
+    /// connection, take the socket back from hyper and read the body from it directly, which
+    /// frees hyper's per-connection buffers (see [`super::socket_body`]). `head` is the
+    /// response's headers. Bodies that cannot be detached are returned unchanged.
+    pub fn detach_for_stream(self, head: &http::HeaderMap) -> Self {
+        let Inner::Pooled(mut p) = self.0 else {
+            return self;
+        };
+        let (Some(framing), Some(c)) = (Framing::of(head), p.conn.as_ref()) else {
+            return UpstreamBody(Inner::Pooled(p));
+        };
+        if c.closed || !c.gate.is_held() {
+            return UpstreamBody(Inner::Pooled(p));
+        }
+        let c = p.conn.take().expect("checked");
+        // hyper holds the response head and not one byte past it (the gate), so its body
+        // decoder never started: the body is read from the socket from its first byte.
+        drop(p.body);
+        drop(c.sender);
+        let parts = c.conn.into_parts();
+        UpstreamBody(Inner::Socket(SocketBody::new(
+            parts.io.into_inner().into_inner(),
+            parts.read_buf,
+            framing,
+        )))
+    }
 }
 
 struct PooledBody {
@@ -376,7 +423,15 @@ struct PooledBody {
 
 impl PooledBody {
     /// The response is complete: let the connection settle into idle and pool it.
+    /// Let hyper read the body (unless it was never held).
+    fn release(&self) {
+        if let Some(c) = &self.conn {
+            c.gate.release();
+        }
+    }
+
     fn finish(&mut self, cx: &mut Context<'_>) {
+        self.release();
         if let Some(mut c) = self.conn.take() {
             if !c.sender.is_ready() {
                 c.poll_io(cx);
@@ -388,16 +443,18 @@ impl PooledBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let p = match &mut self.get_mut().0 {
-            Inner::Plain(b) => return Pin::new(b).poll_frame(cx),
+            Inner::Plain(b) => return Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Inner::Socket(b) => return Pin::new(b).poll_frame(cx),
             Inner::Pooled(p) => p,
         };
+        p.release();
         let mut r = Pin::new(&mut p.body).poll_frame(cx);
         if r.is_pending()
             && let Some(c) = p.conn.as_mut()
@@ -412,13 +469,14 @@ impl Body for UpstreamBody {
             Poll::Ready(Some(Err(_))) => p.conn = None,
             _ => {}
         }
-        r
+        r.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             Inner::Plain(b) => b.is_end_stream(),
             Inner::Pooled(p) => p.body.is_end_stream(),
+            Inner::Socket(b) => b.is_end_stream(),
         }
     }
 
@@ -426,6 +484,7 @@ impl Body for UpstreamBody {
         match &self.0 {
             Inner::Plain(b) => b.size_hint(),
             Inner::Pooled(p) => p.body.size_hint(),
+            Inner::Socket(b) => b.size_hint(),
         }
     }
 }

@@ -1,0 +1,634 @@
+//! An upstream HTTP/1.1 response body read straight from its socket.
+//!
+//! An SSE stream can stay open for hours while carrying nothing. Held by hyper, its upstream
+//! connection keeps ~20 KiB: a read buffer, an 8 KiB header write buffer and the request
+//! channel's first block (massif, bench/RESULTS.md run 10). Once such a response's head is in,
+//! the relay takes the socket back from hyper (`http1::Connection::into_parts`) and reads the
+//! body here: bytes are read into a stack buffer only when the socket is readable, the framing
+//! (chunked, `Content-Length`, or until close) is decoded in place, and nothing is kept between
+//! events. The connection is not reused afterwards.
+
+use crate::body::BoxError;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// `Content-Length`: this many bytes remain.
+    Length(u64),
+    /// Neither: the body ends when the upstream closes the connection.
+    UntilClose,
+}
+
+impl Framing {
+    /// The framing the response head `headers` declares; `None` when it cannot be relayed
+    /// (a transfer coding other than a final `chunked`, or an invalid `Content-Length`).
+    pub fn of(headers: &HeaderMap) -> Option<Self> {
+        let mut codings = headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.to_str().ok().into_iter().flat_map(|s| s.split(',')))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .peekable();
+        if codings.peek().is_some() {
+            // Only a lone `chunked` is decoded here; anything else stays with hyper.
+            let all: Vec<_> = codings.collect();
+            return (all.len() == 1 && all[0].eq_ignore_ascii_case("chunked"))
+                .then_some(Framing::Chunked);
+        }
+        match headers.get(http::header::CONTENT_LENGTH) {
+            Some(v) => v.to_str().ok()?.trim().parse().ok().map(Framing::Length),
+            None => Some(Framing::UntilClose),
+        }
+    }
+}
+
+/// Where the chunked decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Reading a chunk-size line (hex digits, optional extensions, CRLF).
+    Size,
+    /// Inside a chunk: this many data bytes remain.
+    Data(u64),
+    /// After a chunk's data: its CRLF.
+    DataEnd,
+    /// After the last (zero-size) chunk: trailer lines until an empty one.
+    Trailers,
+    /// The body is complete.
+    Done,
+}
+
+/// Longest chunk-size or trailer line accepted.
+const MAX_LINE: usize = 4096;
+
+/// Decodes a body's framing from bytes as they arrive.
+#[derive(Debug)]
+pub struct Decoder {
+    framing: Framing,
+    chunk: Chunk,
+}
+
+impl Decoder {
+    /// A decoder for a body framed as `framing`.
+    pub fn new(framing: Framing) -> Self {
+        let chunk = match framing {
+            Framing::Length(0) => Chunk::Done,
+            _ => Chunk::Size,
+        };
+        Self { framing, chunk }
+    }
+
+    /// Whether the body is complete.
+    pub fn is_done(&self) -> bool {
+        self.chunk == Chunk::Done
+    }
+
+    /// Take the next piece of body data out of `buf`, consuming framing bytes as it goes.
+    /// `Ok(None)`: more bytes are needed (or the body is done).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+        loop {
+            match (self.framing, self.chunk) {
+                (_, Chunk::Done) => return Ok(None),
+                (Framing::UntilClose, _) => {
+                    return Ok((!buf.is_empty()).then(|| buf.split().freeze()));
+                }
+                (Framing::Length(_), _) => {
+                    let Framing::Length(left) = &mut self.framing else {
+                        unreachable!()
+                    };
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = (*left).min(buf.len() as u64) as usize;
+                    *left -= n as u64;
+                    if *left == 0 {
+                        self.chunk = Chunk::Done;
+                    }
+                    return Ok(Some(buf.split_to(n).freeze()));
+                }
+                (Framing::Chunked, Chunk::Size) => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(None);
+                    };
+                    let size = line.split(|b| *b == b';').next().unwrap_or_default();
+                    let size = std::str::from_utf8(size)
+                        .ok()
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty() && s.len() <= 16)
+                        .and_then(|s| u64::from_str_radix(s, 16).ok())
+                        .ok_or_else(|| "the upstream sent an invalid chunk size".to_string())?;
+                    self.chunk = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                (Framing::Chunked, Chunk::Data(left)) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let n = left.min(buf.len() as u64) as usize;
+                    let data = buf.split_to(n).freeze();
+                    self.chunk = if n as u64 == left {
+                        // Consume the chunk's CRLF now if it is here, so an idle stream
+                        // keeps no bytes (and no buffer) between events.
+                        if buf.starts_with(b"\r\n") {
+                            buf.advance(2);
+                            Chunk::Size
+                        } else if buf.starts_with(b"\n") {
+                            buf.advance(1);
+                            Chunk::Size
+                        } else {
+                            Chunk::DataEnd
+                        }
+                    } else {
+                        Chunk::Data(left - n as u64)
+                    };
+                    return Ok(Some(data));
+                }
+                (Framing::Chunked, Chunk::DataEnd) => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(None);
+                    };
+                    if !line.is_empty() {
+                        return Err("the upstream sent a chunk longer than its size".into());
+                    }
+                    self.chunk = Chunk::Size;
+                }
+                (Framing::Chunked, Chunk::Trailers) => {
+                    let Some(line) = take_line(buf)? else {
+                        return Ok(None);
+                    };
+                    if line.is_empty() {
+                        self.chunk = Chunk::Done;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One CRLF-terminated line out of `buf` (without its CRLF; a bare LF is accepted), or `None`
+/// until it is complete.
+fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+    match buf.iter().position(|b| *b == b'\n') {
+        Some(i) => {
+            let mut line = buf.split_to(i + 1).freeze();
+            line.truncate(i);
+            if line.last() == Some(&b'\r') {
+                line.truncate(i - 1);
+            }
+            Ok(Some(line))
+        }
+        None if buf.len() > MAX_LINE => Err("the upstream sent an overlong chunk line".into()),
+        None => Ok(None),
+    }
+}
+
+/// A response body read from the upstream socket (see the module documentation).
+pub struct SocketBody {
+    io: TcpStream,
+    /// Bytes read but not decoded yet; empty (no allocation) between events.
+    pending: BytesMut,
+    decoder: Decoder,
+}
+
+impl SocketBody {
+    /// The body of a response whose head hyper has read: `read_buf` holds the bytes hyper read
+    /// past the head.
+    pub fn new(io: TcpStream, read_buf: Bytes, framing: Framing) -> Self {
+        Self {
+            io,
+            pending: BytesMut::from(read_buf),
+            decoder: Decoder::new(framing),
+        }
+    }
+}
+
+/// Bytes read from the socket per readable event (on the stack; copied out as data).
+const READ_CHUNK: usize = 8192;
+
+impl Body for SocketBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let decoded = this.decoder.decode(&mut this.pending);
+            if this.pending.is_empty() {
+                // Release the buffer between events (an idle stream holds none).
+                this.pending = BytesMut::new();
+            }
+            match decoded {
+                Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(None) if this.decoder.is_done() => return Poll::Ready(None),
+                Ok(None) => {}
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            }
+            if let Err(e) = ready!(this.io.poll_read_ready(cx)) {
+                return Poll::Ready(Some(Err(e.into())));
+            }
+            let mut chunk = [0u8; READ_CHUNK];
+            match this.io.try_read(&mut chunk) {
+                Ok(0) if this.decoder.framing == Framing::UntilClose => {
+                    this.decoder.chunk = Chunk::Done;
+                    return Poll::Ready(None);
+                }
+                Ok(0) => {
+                    return Poll::Ready(Some(Err(
+                        "the upstream closed the connection before the response ended".into(),
+                    )));
+                }
+                Ok(n) => this.pending.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_done() && !self.pending.has_remaining()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder.framing {
+            Framing::Length(n) => SizeHint::with_exact(n + self.pending.len() as u64),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+// === impl GatedStream ===
+
+/// Whether hyper may read past a response head (see [`GatedStream`]).
+#[derive(Debug, Default)]
+pub struct HeadGate {
+    /// One of the `GATE_*` states.
+    state: AtomicU8,
+    /// hyper's read, parked while the gate holds.
+    waker: AtomicWaker,
+}
+
+/// Reads pass through.
+const GATE_OPEN: u8 = 0;
+/// The next read delivers exactly one response head (peeked), then the gate holds.
+const GATE_HEAD: u8 = 1;
+/// A head was delivered and nothing past it: reads wait until [`HeadGate::release`].
+const GATE_HELD: u8 = 2;
+
+impl HeadGate {
+    /// Let the next response's head, and nothing after it, through to hyper.
+    pub fn hold_after_head(&self) {
+        self.state.store(GATE_HEAD, Ordering::Relaxed);
+    }
+
+    /// Let hyper read the body after all.
+    pub fn release(&self) {
+        if self.state.swap(GATE_OPEN, Ordering::Relaxed) != GATE_OPEN {
+            self.waker.wake();
+        }
+    }
+
+    /// Whether hyper holds a response head and not one byte past it: the body can then be
+    /// read from the socket instead.
+    pub fn is_held(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == GATE_HELD
+    }
+}
+
+/// The upstream socket as hyper's HTTP/1.1 client sees it: when asked ([`HeadGate`]), it hands
+/// hyper one response head and nothing after it, so hyper's body decoder never starts and the
+/// socket can be taken back mid-response with the body untouched (hyper reads a response body
+/// eagerly otherwise, and would keep a chunk-decoding state that cannot be taken over).
+pub struct GatedStream {
+    io: TcpStream,
+    gate: Arc<HeadGate>,
+}
+
+/// Largest response head the gate can deliver alone; a larger one is read normally (and its
+/// body is left to hyper).
+const MAX_GATED_HEAD: usize = 8192;
+
+impl GatedStream {
+    /// Wrap `io`; `gate` controls it.
+    pub fn new(io: TcpStream, gate: Arc<HeadGate>) -> Self {
+        Self { io, gate }
+    }
+
+    /// The socket.
+    pub fn into_inner(self) -> TcpStream {
+        self.io
+    }
+}
+
+impl AsyncRead for GatedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            match this.gate.state.load(Ordering::Relaxed) {
+                GATE_HELD => {
+                    this.gate.waker.register(cx.waker());
+                    if this.gate.state.load(Ordering::Relaxed) == GATE_HELD {
+                        return Poll::Pending;
+                    }
+                }
+                GATE_HEAD => {
+                    let mut peeked = [0u8; MAX_GATED_HEAD];
+                    let mut peek_buf = ReadBuf::new(&mut peeked);
+                    let n = ready!(this.io.poll_peek(cx, &mut peek_buf))?;
+                    let head_len = peeked[..n]
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|i| i + 4);
+                    let Some(len) = head_len.filter(|len| *len <= buf.remaining()) else {
+                        // Closed, or the head is not all here or too large: read normally
+                        // and leave the body to hyper.
+                        this.gate.state.store(GATE_OPEN, Ordering::Relaxed);
+                        continue;
+                    };
+                    let got = this.io.try_read(&mut peeked[..len])?;
+                    buf.put_slice(&peeked[..got]);
+                    if got == len {
+                        // An interim (1xx) head is followed by the real one.
+                        let interim = peeked.get(9) == Some(&b'1');
+                        if !interim {
+                            this.gate.state.store(GATE_HELD, Ordering::Relaxed);
+                        }
+                    } else {
+                        this.gate.state.store(GATE_OPEN, Ordering::Relaxed);
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                _ => return Pin::new(&mut this.io).poll_read(cx, buf),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for GatedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    /// Feed `wire` in pieces of `step` bytes; collect the data and whether the body ended.
+    fn decode_in_pieces(framing: Framing, wire: &[u8], step: usize) -> (Vec<u8>, bool) {
+        let mut d = Decoder::new(framing);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in wire.chunks(step.max(1)) {
+            buf.extend_from_slice(piece);
+            while let Some(data) = d.decode(&mut buf).unwrap() {
+                out.extend_from_slice(&data);
+            }
+        }
+        (out, d.is_done())
+    }
+
+    #[test]
+    fn framing_follows_the_response_head() {
+        assert_eq!(
+            Framing::of(&headers(&[("transfer-encoding", "chunked")])),
+            Some(Framing::Chunked)
+        );
+        assert_eq!(
+            Framing::of(&headers(&[("transfer-encoding", " Chunked ")])),
+            Some(Framing::Chunked)
+        );
+        assert_eq!(
+            Framing::of(&headers(&[("transfer-encoding", "gzip, chunked")])),
+            None
+        );
+        assert_eq!(
+            Framing::of(&headers(&[("content-length", "12")])),
+            Some(Framing::Length(12))
+        );
+        assert_eq!(Framing::of(&headers(&[("content-length", "x")])), None);
+        assert_eq!(Framing::of(&headers(&[])), Some(Framing::UntilClose));
+        // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3).
+        assert_eq!(
+            Framing::of(&headers(&[
+                ("transfer-encoding", "chunked"),
+                ("content-length", "3")
+            ])),
+            Some(Framing::Chunked)
+        );
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_sizes() {
+        let wire = b"7\r\ndata: a\r\n4;ext=1\r\n\n\nx\n\r\n0\r\nTrailer: t\r\n\r\n";
+        for step in [1, 2, 3, 5, 7, 64] {
+            let (data, done) = decode_in_pieces(Framing::Chunked, wire, step);
+            assert_eq!(data, b"data: a\n\nx\n", "step {step}");
+            assert!(done, "step {step}");
+        }
+    }
+
+    #[test]
+    fn an_open_chunked_stream_is_not_done() {
+        let (data, done) = decode_in_pieces(Framing::Chunked, b"6\r\n: ping\r\n", 4);
+        assert_eq!(data, b": ping");
+        assert!(!done);
+    }
+
+    #[test]
+    fn broken_chunked_framing_is_an_error() {
+        for wire in [&b"zz\r\n"[..], b"3\r\nabcd\r\n", b"\r\n"] {
+            let mut d = Decoder::new(Framing::Chunked);
+            let mut buf = BytesMut::from(wire);
+            let mut result = Ok(None);
+            for _ in 0..4 {
+                result = d.decode(&mut buf);
+                if !matches!(result, Ok(Some(_))) {
+                    break;
+                }
+            }
+            assert!(result.is_err(), "{wire:?}: {result:?}");
+        }
+        let mut d = Decoder::new(Framing::Chunked);
+        let mut long = BytesMut::from(&[b'1'; MAX_LINE + 1][..]);
+        assert!(d.decode(&mut long).is_err());
+    }
+
+    #[test]
+    fn length_and_close_delimited_bodies() {
+        let (data, done) = decode_in_pieces(Framing::Length(5), b"hello", 2);
+        assert_eq!((data.as_slice(), done), (&b"hello"[..], true));
+        let (data, done) = decode_in_pieces(Framing::Length(5), b"hel", 2);
+        assert_eq!((data.as_slice(), done), (&b"hel"[..], false));
+        let (data, done) = decode_in_pieces(Framing::UntilClose, b"data: 1\n\n", 3);
+        assert_eq!((data.as_slice(), done), (&b"data: 1\n\n"[..], false));
+        assert!(Decoder::new(Framing::Length(0)).is_done());
+    }
+
+    /// A real socket: the body ends at the last chunk, bytes hyper had read past the head come
+    /// first, and an idle stream holds no buffer.
+    #[tokio::test]
+    async fn reads_a_chunked_body_from_a_socket() {
+        use http_body_util::BodyExt;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"9\r\n: ready\n\n\r\n").await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            s.write_all(b"9\r\ndata: 1\n\n\r\n0\r\n\r\n").await.unwrap();
+            s
+        });
+        let io = TcpStream::connect(addr).await.unwrap();
+        let mut body = SocketBody::new(io, Bytes::from_static(b"3\r\nab\n\r\n"), Framing::Chunked);
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "ab\n");
+        let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(second, ": ready\n\n");
+        assert_eq!(body.pending.capacity(), 0, "no buffer held while idle");
+        let third = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(third, "data: 1\n\n");
+        assert!(body.frame().await.is_none());
+        assert!(body.is_end_stream());
+        drop(server.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_mid_body_is_an_error() {
+        use http_body_util::BodyExt;
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"5\r\nabc").await.unwrap();
+        });
+        let io = TcpStream::connect(addr).await.unwrap();
+        let mut body = SocketBody::new(io, Bytes::new(), Framing::Chunked);
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "abc"
+        );
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("closed"), "{err}");
+    }
+
+    /// hyper's client gets the response head and not one byte more while the gate holds, even
+    /// when head and body arrive in one write; the socket taken back then carries the whole
+    /// body. Released, the gate lets hyper read the body itself.
+    #[tokio::test]
+    async fn the_gate_keeps_the_body_on_the_socket_until_released() {
+        use http_body_util::BodyExt;
+        use hyper::client::conn::http1;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            for _ in 0..2 {
+                let mut req = [0u8; 1024];
+                let _ = s.read(&mut req).await.unwrap();
+                s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                      transfer-encoding: chunked\r\n\r\n9\r\n: ready\n\n\r\n0\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            }
+        });
+        let gate = Arc::new(HeadGate::default());
+        let io = GatedStream::new(TcpStream::connect(addr).await.unwrap(), gate.clone());
+        let (mut send, mut conn) = http1::handshake::<_, String>(hyper_util::rt::TokioIo::new(io))
+            .await
+            .unwrap();
+
+        // Released: hyper reads the body itself.
+        gate.hold_after_head();
+        let get = || http::Request::get("/").body(String::new()).unwrap();
+        let resp = tokio::select! {
+            r = send.send_request(get()) => r.unwrap(),
+            _ = &mut conn => panic!("connection ended"),
+        };
+        assert!(gate.is_held());
+        gate.release();
+        let body = tokio::select! {
+            b = resp.into_body().collect() => b.unwrap().to_bytes(),
+            _ = &mut conn => panic!("connection ended"),
+        };
+        assert_eq!(body, ": ready\n\n");
+
+        // Held: the socket is taken back with the body unread.
+        gate.hold_after_head();
+        let resp = tokio::select! {
+            r = send.send_request(get()) => r.unwrap(),
+            _ = &mut conn => panic!("connection ended"),
+        };
+        assert!(gate.is_held(), "nothing past the head was given to hyper");
+        let framing = Framing::of(resp.headers()).unwrap();
+        drop(resp);
+        drop(send);
+        let parts = conn.into_parts();
+        assert!(parts.read_buf.is_empty());
+        let mut body = SocketBody::new(parts.io.into_inner().into_inner(), parts.read_buf, framing);
+        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(data, ": ready\n\n");
+        assert!(body.frame().await.is_none());
+    }
+}
