@@ -432,7 +432,15 @@ async fn watcher_survives_updates_dropped_connections_and_410() {
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(ev) = stream.next().await {
-            let _ = tx.send(ev.map(|e| describe(&e)).map_err(|e| e.to_string()));
+            // Stop once the test is over: without a backoff the watcher retries a refused
+            // connection (the double gone) without ever yielding, which would keep this task
+            // from seeing its abort and hang the runtime's shutdown.
+            if tx
+                .send(ev.map(|e| describe(&e)).map_err(|e| e.to_string()))
+                .is_err()
+            {
+                break;
+            }
         }
     });
     let mut next_events = async |n: usize| -> Vec<String> {
