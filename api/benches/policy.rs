@@ -189,5 +189,35 @@ fn compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decision, compile);
+fn push(c: &mut Criterion) {
+    // What pushing a 10,000-CR compilation to a connected gateway costs besides the socket:
+    // the operator encodes the gateway's snapshot as one stream line (operator/src/push), the
+    // gateway decodes it (gateway/src/cluster/push).
+    use gatehouse_api::push::StreamMessage;
+    let compiled = gatehouse_api::compile(&mk_resources(9_798, 100));
+    let config = compiled
+        .gateways
+        .values()
+        .next()
+        .expect("one gateway")
+        .clone();
+    let msg = StreamMessage::Snapshot {
+        config: Box::new(config),
+    };
+    let line = serde_json::to_vec(&msg).expect("serializes");
+    println!("push line for 10,000 CRs: {} bytes", line.len());
+    let mut group = c.benchmark_group("push");
+    group.sample_size(10);
+    group.bench_function("encode_10000_crs", |b| {
+        b.iter(|| black_box(serde_json::to_vec(black_box(&msg)).expect("serializes")))
+    });
+    group.bench_function("decode_10000_crs", |b| {
+        b.iter(|| {
+            black_box(serde_json::from_slice::<StreamMessage>(black_box(&line)).expect("parses"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decision, compile, push);
 criterion_main!(benches);
