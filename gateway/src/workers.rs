@@ -194,14 +194,8 @@ mod tests {
         assert_eq!(count(), 2);
 
         async fn call(addr: std::net::SocketAddr) -> http::StatusCode {
-            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (mut send, conn) = hyper::client::conn::http1::handshake::<_, String>(
-                hyper_util::rt::TokioIo::new(stream),
-            )
-            .await
-            .unwrap();
-            tokio::spawn(conn);
             let req = http::Request::get("/").body(String::new()).unwrap();
+            let mut send = open_connection(addr).await;
             send.send_request(req).await.unwrap().status()
         }
         let rt = tokio::runtime::Runtime::new().unwrap();
