@@ -1,12 +1,14 @@
-//! The listener: TCP (optionally TLS with rustls) accept loops serving HTTP/1.1 and HTTP/2,
+//! The listener: TCP (optionally TLS with rustls) accept loops serving HTTP/1.1 (our own
+//! server, [`crate::http1`]) and HTTP/2 (hyper),
 //! graceful drain on shutdown, and the front of the pipeline — Origin validation (DNS-rebinding
 //! protection), routing, authentication, session — before [`crate::relay`] takes over.
 
 use crate::audit::AuditRecord;
 use crate::authn::AuthnError;
 use crate::authn::mtls::PeerCertificates;
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::error::GatewayError;
+use crate::http1::{self, Served};
 use crate::metrics::{RequestLabels, ServerLabels, method_label};
 use crate::relay::{self, Call};
 use crate::route::{self, Route};
@@ -16,7 +18,6 @@ use futures_util::future::BoxFuture;
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::borrow::Cow;
@@ -33,7 +34,7 @@ use tokio_rustls::TlsAcceptor;
 
 /// A request handler shared by every connection of a listener.
 pub type Handler =
-    Arc<dyn Fn(Request<Incoming>) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
+    Arc<dyn Fn(Request<RequestBody>) -> BoxFuture<'static, Response<Body>> + Send + Sync>;
 
 /// Build a TLS acceptor (HTTP/2 and HTTP/1.1 by ALPN) from PEM files.
 pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
@@ -161,7 +162,7 @@ impl Drop for OpenConnection {
 }
 
 /// Accept connections until `shutdown` flips, then drain for at most `drain`. `share` is set
-/// when several request workers share `listener`.
+/// when several request workers share `listener`; `max_body` bounds request bodies.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -169,8 +170,10 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
     mut share: Option<Share>,
+    max_body: usize,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a sender: when none is left, all have drained.
+    let (alive, mut all_closed) = mpsc::channel::<Infallible>(1);
     let handed = async |share: &mut Option<Share>| match share {
         Some(s) => s.handed.recv().await,
         None => std::future::pending().await,
@@ -224,65 +227,108 @@ pub async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let watcher = graceful.watcher();
-        let handler = handler.clone();
+        let conn = Connection {
+            handler: handler.clone(),
+            max_body,
+            shutdown: shutdown.clone(),
+            peer,
+            _alive: alive.clone(),
+            _open: open,
+        };
         let tls = tls.clone();
         tokio::spawn(async move {
-            let _open = open;
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let service = |peer: Option<PeerCertificates>| {
-                let handler = handler.clone();
-                hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                    if let Some(p) = &peer {
-                        req.extensions_mut().insert(p.clone());
-                    }
-                    let h = handler.clone();
-                    async move { Ok::<_, Infallible>(h(req).await) }
-                })
-            };
-            let result =
-                match tls {
-                    Some(acceptor) => {
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(s)) => {
-                                let peer = s.get_ref().1.peer_certificates().map(|c| {
-                                    PeerCertificates(Arc::new(
-                                        c.iter().map(|d| d.clone().into_owned()).collect(),
-                                    ))
-                                });
-                                watcher
-                                    .watch(builder.serve_connection_with_upgrades(
-                                        TokioIo::new(s),
-                                        service(peer),
-                                    ))
-                                    .await
-                            }
-                            _ => {
-                                tracing::debug!(%peer, "TLS handshake failed");
-                                return;
-                            }
-                        }
-                    }
-                    None => {
-                        watcher
-                            .watch(builder.serve_connection_with_upgrades(
-                                TokioIo::new(stream),
-                                service(None),
-                            ))
-                            .await
-                    }
-                };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            match tls {
+                None => conn.serve(stream, None).await,
+                // Boxed: the TLS state would otherwise enlarge every plain connection's task.
+                Some(acceptor) => Box::pin(conn.serve_tls(acceptor, stream)).await,
             }
         });
     }
     drop(listener);
+    drop(alive);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = all_closed.recv() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(drain) => tracing::warn!("drain timeout: closing remaining connections"),
+    }
+}
+
+/// One client connection's task.
+struct Connection {
+    handler: Handler,
+    max_body: usize,
+    shutdown: watch::Receiver<bool>,
+    peer: SocketAddr,
+    /// Held until the connection ends (see `serve`'s drain).
+    _alive: mpsc::Sender<Infallible>,
+    _open: Option<OpenConnection>,
+}
+
+impl Connection {
+    /// Complete the TLS handshake, then serve HTTP/2 (ALPN `h2`) or HTTP/1.1.
+    async fn serve_tls(self, acceptor: TlsAcceptor, stream: TcpStream) {
+        let s = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            _ => {
+                tracing::debug!(peer = %self.peer, "TLS handshake failed");
+                return;
+            }
+        };
+        let peer = s.get_ref().1.peer_certificates().map(|c| {
+            PeerCertificates(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect()))
+        });
+        if s.get_ref().1.alpn_protocol() == Some(b"h2") {
+            self.serve_h2(s, peer).await
+        } else {
+            self.serve(s, peer).await
+        }
+    }
+
+    /// Serve HTTP/1.1 (see [`crate::http1`]), or HTTP/2 when the client opens with its preface.
+    async fn serve<IO>(self, io: IO, peer: Option<PeerCertificates>)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let options = http1::Options {
+            max_body: self.max_body,
+            peer,
+        };
+        match http1::serve(io, &self.handler, &options, self.shutdown.clone()).await {
+            Ok(Served::Done) => {}
+            // Boxed: hyper's HTTP/2 connection is large and rare here.
+            Ok(Served::Http2(io)) => Box::pin(self.serve_h2(io, options.peer)).await,
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error")
+            }
+        }
+    }
+
+    /// Serve HTTP/2 with hyper; at shutdown, stop taking streams and finish the open ones.
+    async fn serve_h2<IO>(mut self, io: IO, peer: Option<PeerCertificates>)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let handler = self.handler.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let mut req = req.map(RequestBody::Streamed);
+            if let Some(p) = &peer {
+                req.extensions_mut().insert(p.clone());
+            }
+            let h = handler.clone();
+            async move { Ok::<_, Infallible>(h(req).await) }
+        });
+        let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(io), service);
+        let mut conn = std::pin::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            () = http1::until_shutdown(&mut self.shutdown) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+        }
     }
 }
 
@@ -321,7 +367,7 @@ pub fn check_origin(snapshot: &Snapshot, headers: &HeaderMap) -> Result<(), Gate
 /// metrics.
 pub async fn handle(
     gw: Arc<Gateway>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     tls: bool,
     admin_here: bool,
 ) -> Response<Body> {
@@ -379,7 +425,7 @@ pub async fn handle(
 async fn front(
     gw: &Arc<Gateway>,
     snapshot: Option<&Arc<Snapshot>>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     tls: bool,
     audit: &mut AuditRecord,
 ) -> Result<Outcome, GatewayError> {

@@ -22,6 +22,7 @@ mod cluster;
 mod consent;
 mod credentials;
 mod error;
+mod http1;
 mod inspect;
 mod listener;
 mod local;

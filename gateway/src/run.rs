@@ -233,7 +233,14 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
         let gw = gw.clone();
         Arc::new(move |req| listener::handle(gw.clone(), req, is_tls, admin_here).boxed())
     };
-    let workers = crate::workers::spawn(mcp.into_std()?, tls, mcp_handler, stop_rx.clone(), drain)?;
+    let workers = crate::workers::spawn(
+        mcp.into_std()?,
+        tls,
+        mcp_handler,
+        stop_rx.clone(),
+        drain,
+        args.max_body_bytes,
+    )?;
     tracing::debug!(workers = workers.len(), "request workers started");
     let mut tasks = Vec::new();
     if let Some(a) = admin {
@@ -249,6 +256,7 @@ async fn serve(args: RunArgs) -> anyhow::Result<()> {
             stop_rx.clone(),
             drain,
             None,
+            64 * 1024,
         )));
     }
     let watcher = match (source, cluster) {

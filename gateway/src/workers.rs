@@ -57,6 +57,7 @@ pub fn spawn(
     handler: Handler,
     shutdown: watch::Receiver<bool>,
     drain: Duration,
+    max_body: usize,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let n = count();
     let shares = WorkerLoad::shares(n);
@@ -79,7 +80,8 @@ pub fn spawn(
                     tokio::spawn(timer_anchor());
                     match tokio::net::TcpListener::from_std(listener) {
                         Ok(l) => {
-                            listener::serve(l, tls, handler, shutdown, drain, Some(share)).await
+                            listener::serve(l, tls, handler, shutdown, drain, Some(share), max_body)
+                                .await
                         }
                         Err(e) => {
                             tracing::error!(worker = index, error = %e, "worker cannot listen")
@@ -136,14 +138,25 @@ mod tests {
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         init(2);
-        let threads = spawn(listener, None, handler, stop_rx, Duration::from_secs(1)).unwrap();
+        let threads = spawn(
+            listener,
+            None,
+            handler,
+            stop_rx,
+            Duration::from_secs(1),
+            1 << 20,
+        )
+        .unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let served_by = rt.block_on(async {
             let mut open = Vec::new();
             let mut served_by = vec![0; 2];
             for _ in 0..8 {
                 let mut send = open_connection(addr).await;
-                let req = http::Request::get("/").body(String::new()).unwrap();
+                let req = http::Request::get("/")
+                    .header("host", "x")
+                    .body(String::new())
+                    .unwrap();
                 let resp = send.send_request(req).await.unwrap();
                 let body = http_body_util::BodyExt::collect(resp.into_body())
                     .await
@@ -190,11 +203,22 @@ mod tests {
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         init(2);
-        let threads = spawn(listener, None, handler, stop_rx, Duration::from_secs(1)).unwrap();
+        let threads = spawn(
+            listener,
+            None,
+            handler,
+            stop_rx,
+            Duration::from_secs(1),
+            1 << 20,
+        )
+        .unwrap();
         assert_eq!(count(), 2);
 
         async fn call(addr: std::net::SocketAddr) -> http::StatusCode {
-            let req = http::Request::get("/").body(String::new()).unwrap();
+            let req = http::Request::get("/")
+                .header("host", "x")
+                .body(String::new())
+                .unwrap();
             let mut send = open_connection(addr).await;
             send.send_request(req).await.unwrap().status()
         }

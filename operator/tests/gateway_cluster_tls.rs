@@ -96,9 +96,13 @@ async fn cluster_mode_gateway_serves_https_from_the_listener_secret_and_follows_
     let args: Vec<String> = serde_json::from_value(container["args"].clone()).unwrap();
     assert!(args.iter().any(|a| a == "--listener-tls"), "{args:?}");
     assert_eq!(container["ports"][0]["name"], "https");
-    let service = get(&client, &ar::<Service>(), "default", "local")
-        .await
-        .expect("Service");
+    // Applied after the Deployment: wait for it too.
+    let service = eventually("the gateway Service", Duration::from_secs(30), || async {
+        get(&client, &ar::<Service>(), "default", "local")
+            .await
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
     assert_eq!(service["spec"]["ports"][0]["appProtocol"], "https");
     let role = get(&client, &ar::<Role>(), "default", "local-gatehouse")

@@ -12,7 +12,7 @@ pub mod upstream;
 
 use crate::audit::AuditRecord;
 use crate::authn::Identity;
-use crate::body::{self, Body};
+use crate::body::{self, Body, RequestBody};
 use crate::error::GatewayError;
 use crate::inspect::{self, ClientMessage, Kind};
 use crate::session::{self, SessionClaims};
@@ -22,7 +22,6 @@ use bytes::Bytes;
 use gatehouse_api::policy::Operation;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use rewrite::Rewriter;
 use std::sync::Arc;
 
@@ -73,7 +72,7 @@ pub struct Call<'a> {
 /// Relay an MCP request: route and authentication are done; the rest happens here.
 pub async fn relay(
     mut call: Call<'_>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Body>, GatewayError> {
     let route = &call.snapshot.servers[call.server];
     let (parts, incoming) = req.into_parts();
@@ -344,7 +343,16 @@ fn session_token(call: &Call<'_>, upstream_sid: &str) -> String {
 
 /// Read a request body, refusing more than `limit` bytes. An oversized body is still read and
 /// discarded (up to a bound, briefly) so the client, still sending, gets to see the 413.
-async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+async fn read_limited(body: RequestBody, limit: usize) -> Result<Bytes, GatewayError> {
+    let mut body = match body {
+        RequestBody::Streamed(body) => body,
+        RequestBody::Whole(b) if b.len() > limit => {
+            return Err(GatewayError::PayloadTooLarge(limit));
+        }
+        RequestBody::Whole(b) => return Ok(b),
+        RequestBody::TooLarge => return Err(GatewayError::PayloadTooLarge(limit)),
+        RequestBody::Unreadable(why) => return Err(GatewayError::BodyRead(why.to_string())),
+    };
     let mut buf = bytes::BytesMut::new();
     let mut too_large = false;
     let mut discarded = 0usize;

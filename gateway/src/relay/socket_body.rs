@@ -78,16 +78,35 @@ const MAX_LINE: usize = 4096;
 pub struct Decoder {
     framing: Framing,
     chunk: Chunk,
+    /// Request side: lines must end in CRLF and chunk sizes carry no whitespace, so the
+    /// gateway never reads a request's end differently from a strict proxy in front of it.
+    strict: bool,
+    /// Trailer bytes read so far (bounded when `strict`).
+    trailer_bytes: usize,
 }
 
 impl Decoder {
-    /// A decoder for a body framed as `framing`.
+    /// A decoder for a response body framed as `framing` (bare LF and padded sizes accepted,
+    /// as upstreams send them).
     pub fn new(framing: Framing) -> Self {
         let chunk = match framing {
             Framing::Length(0) => Chunk::Done,
             _ => Chunk::Size,
         };
-        Self { framing, chunk }
+        Self {
+            framing,
+            chunk,
+            strict: false,
+            trailer_bytes: 0,
+        }
+    }
+
+    /// A decoder for a request body framed as `framing`: strict RFC 9112 chunk syntax.
+    pub fn strict(framing: Framing) -> Self {
+        Self {
+            strict: true,
+            ..Self::new(framing)
+        }
     }
 
     /// Whether the body is complete.
@@ -119,16 +138,27 @@ impl Decoder {
                     return Ok(Some(buf.split_to(n).freeze()));
                 }
                 (Framing::Chunked, Chunk::Size) => {
-                    let Some(line) = take_line(buf)? else {
+                    let Some(line) = take_line(buf, self.strict)? else {
                         return Ok(None);
                     };
+                    if self.strict
+                        && line
+                            .iter()
+                            .any(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f)
+                    {
+                        return Err("a control character in a chunk extension".into());
+                    }
                     let size = line.split(|b| *b == b';').next().unwrap_or_default();
                     let size = std::str::from_utf8(size)
                         .ok()
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty() && s.len() <= 16)
+                        .map(|s| if self.strict { s } else { s.trim() })
+                        .filter(|s| {
+                            !s.is_empty()
+                                && s.len() <= 16
+                                && s.bytes().all(|b| b.is_ascii_hexdigit())
+                        })
                         .and_then(|s| u64::from_str_radix(s, 16).ok())
-                        .ok_or_else(|| "the upstream sent an invalid chunk size".to_string())?;
+                        .ok_or_else(|| "an invalid chunk size".to_string())?;
                     self.chunk = if size == 0 {
                         Chunk::Trailers
                     } else {
@@ -147,7 +177,7 @@ impl Decoder {
                         if buf.starts_with(b"\r\n") {
                             buf.advance(2);
                             Chunk::Size
-                        } else if buf.starts_with(b"\n") {
+                        } else if buf.starts_with(b"\n") && !self.strict {
                             buf.advance(1);
                             Chunk::Size
                         } else {
@@ -159,18 +189,22 @@ impl Decoder {
                     return Ok(Some(data));
                 }
                 (Framing::Chunked, Chunk::DataEnd) => {
-                    let Some(line) = take_line(buf)? else {
+                    let Some(line) = take_line(buf, self.strict)? else {
                         return Ok(None);
                     };
                     if !line.is_empty() {
-                        return Err("the upstream sent a chunk longer than its size".into());
+                        return Err("a chunk longer than its size".into());
                     }
                     self.chunk = Chunk::Size;
                 }
                 (Framing::Chunked, Chunk::Trailers) => {
-                    let Some(line) = take_line(buf)? else {
+                    let Some(line) = take_line(buf, self.strict)? else {
                         return Ok(None);
                     };
+                    self.trailer_bytes += line.len() + 2;
+                    if self.strict && self.trailer_bytes > MAX_LINE {
+                        return Err("an overlong trailer section".into());
+                    }
                     if line.is_empty() {
                         self.chunk = Chunk::Done;
                     }
@@ -180,19 +214,21 @@ impl Decoder {
     }
 }
 
-/// One CRLF-terminated line out of `buf` (without its CRLF; a bare LF is accepted), or `None`
-/// until it is complete.
-fn take_line(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+/// One CRLF-terminated line out of `buf` (without its CRLF; a bare LF is accepted unless
+/// `strict`), or `None` until it is complete.
+fn take_line(buf: &mut BytesMut, strict: bool) -> Result<Option<Bytes>, String> {
     match buf.iter().position(|b| *b == b'\n') {
         Some(i) => {
             let mut line = buf.split_to(i + 1).freeze();
             line.truncate(i);
             if line.last() == Some(&b'\r') {
                 line.truncate(i - 1);
+            } else if strict {
+                return Err("a chunk line ending in a bare LF".into());
             }
             Ok(Some(line))
         }
-        None if buf.len() > MAX_LINE => Err("the upstream sent an overlong chunk line".into()),
+        None if buf.len() > MAX_LINE => Err("an overlong chunk line".into()),
         None => Ok(None),
     }
 }
@@ -239,7 +275,7 @@ impl Body for SocketBody {
                 Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
                 Ok(None) if this.decoder.is_done() => return Poll::Ready(None),
                 Ok(None) => {}
-                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                Err(e) => return Poll::Ready(Some(Err(format!("the upstream sent {e}").into()))),
             }
             if let Err(e) = ready!(this.io.poll_read_ready(cx)) {
                 return Poll::Ready(Some(Err(e.into())));
@@ -508,6 +544,48 @@ mod tests {
         let mut d = Decoder::new(Framing::Chunked);
         let mut long = BytesMut::from(&[b'1'; MAX_LINE + 1][..]);
         assert!(d.decode(&mut long).is_err());
+    }
+
+    #[test]
+    fn request_bodies_are_decoded_strictly() {
+        let decode_all = |mut d: Decoder, wire: &[u8]| {
+            let mut buf = BytesMut::from(wire);
+            let mut out = Vec::new();
+            loop {
+                match d.decode(&mut buf) {
+                    Ok(Some(data)) => out.extend_from_slice(&data),
+                    Ok(None) => return Ok((out, d.is_done())),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let good = b"5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n";
+        assert_eq!(
+            decode_all(Decoder::strict(Framing::Chunked), good),
+            Ok((b"hello".to_vec(), true))
+        );
+        // What a lenient reader would take, a strict one refuses: bare LF line ends, padded
+        // or signed sizes.
+        for wire in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhello\n0\r\n\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"+5\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                decode_all(Decoder::strict(Framing::Chunked), wire).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+            assert!(
+                decode_all(Decoder::new(Framing::Chunked), wire).is_ok_and(|(d, _)| d == b"hello")
+                    || wire.starts_with(b"+"),
+                "lenient: {:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
     }
 
     #[test]
