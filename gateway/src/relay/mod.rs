@@ -21,7 +21,7 @@ use crate::{authz, route};
 use bytes::Bytes;
 use gatehouse_api::policy::Operation;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use rewrite::Rewriter;
 use std::sync::Arc;
 
@@ -159,7 +159,7 @@ pub async fn relay(
     };
 
     // === upstream request ===
-    let mut up = Request::new(Full::new(upstream_body));
+    let mut up = Request::new(upstream_body);
     *up.method_mut() = parts.method.clone();
     *up.uri_mut() = route.upstream.uri.clone();
     let h = up.headers_mut();
@@ -284,7 +284,7 @@ pub async fn relay(
     };
     let body = if is_sse {
         rewrite::relay_sse(
-            up_body.detach_for_stream(&up_parts.headers),
+            up_body,
             rewriter(pending),
             upstream.idle_timeout,
             call.gateway.clone(),

@@ -1,23 +1,20 @@
-//! An upstream HTTP/1.1 response body read straight from its socket.
+//! HTTP/1.1 body framing (RFC 9112 §6–7), and an upstream response body read straight from its
+//! socket.
 //!
-//! An SSE stream can stay open for hours while carrying nothing. Held by hyper, its upstream
-//! connection keeps ~20 KiB: a read buffer, an 8 KiB header write buffer and the request
-//! channel's first block (massif, bench/RESULTS.md run 10). Once such a response's head is in,
-//! the relay takes the socket back from hyper (`http1::Connection::into_parts`) and reads the
-//! body here: bytes are read into a stack buffer only when the socket is readable, the framing
-//! (chunked, `Content-Length`, or until close) is decoded in place, and nothing is kept between
-//! events. The connection is not reused afterwards.
+//! An SSE stream can stay open for hours while carrying nothing: bytes are read into a stack
+//! buffer only when the socket is readable, the framing (chunked, `Content-Length`, or until
+//! close) is decoded in place, and nothing is kept between events. A body that ends cleanly on
+//! a keep-alive connection gives the connection back to its pool.
 
+use super::upstream::H1Pool;
 use crate::body::BoxError;
 use bytes::{Buf, Bytes, BytesMut};
-use futures_util::task::AtomicWaker;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
 use tokio::net::TcpStream;
 
 /// How a response body is delimited (RFC 9112 §6.3).
@@ -235,20 +232,33 @@ fn take_line(buf: &mut BytesMut, strict: bool) -> Result<Option<Bytes>, String> 
 
 /// A response body read from the upstream socket (see the module documentation).
 pub struct SocketBody {
-    io: TcpStream,
+    /// `None` once the connection went back to its pool.
+    io: Option<TcpStream>,
     /// Bytes read but not decoded yet; empty (no allocation) between events.
     pending: BytesMut,
     decoder: Decoder,
+    /// Where the connection goes once the body has ended, if it can carry another request.
+    pool: Option<Arc<H1Pool>>,
 }
 
 impl SocketBody {
-    /// The body of a response whose head hyper has read: `read_buf` holds the bytes hyper read
-    /// past the head.
-    pub fn new(io: TcpStream, read_buf: Bytes, framing: Framing) -> Self {
+    /// The body of a response whose head was read from `io`: `read` holds the bytes read past
+    /// the head. With `pool`, the connection is returned there when the body ends cleanly.
+    pub fn new(io: TcpStream, read: BytesMut, framing: Framing, pool: Option<Arc<H1Pool>>) -> Self {
         Self {
-            io,
-            pending: BytesMut::from(read_buf),
+            io: Some(io),
+            pending: read,
             decoder: Decoder::new(framing),
+            pool,
+        }
+    }
+
+    /// The body has ended: the connection goes back to the pool when nothing followed it.
+    fn finish(&mut self) {
+        if let (Some(pool), Some(io)) = (self.pool.take(), self.io.take())
+            && self.pending.is_empty()
+        {
+            pool.checkin(io);
         }
     }
 }
@@ -272,16 +282,30 @@ impl Body for SocketBody {
                 this.pending = BytesMut::new();
             }
             match decoded {
-                Ok(Some(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                Ok(None) if this.decoder.is_done() => return Poll::Ready(None),
+                Ok(Some(data)) => {
+                    if this.decoder.is_done() {
+                        this.finish();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(None) if this.decoder.is_done() => {
+                    this.finish();
+                    return Poll::Ready(None);
+                }
                 Ok(None) => {}
-                Err(e) => return Poll::Ready(Some(Err(format!("the upstream sent {e}").into()))),
+                Err(e) => {
+                    this.io = None;
+                    return Poll::Ready(Some(Err(format!("the upstream sent {e}").into())));
+                }
             }
-            if let Err(e) = ready!(this.io.poll_read_ready(cx)) {
+            let Some(io) = &this.io else {
+                return Poll::Ready(Some(Err("the upstream connection is closed".into())));
+            };
+            if let Err(e) = ready!(io.poll_read_ready(cx)) {
                 return Poll::Ready(Some(Err(e.into())));
             }
             let mut chunk = [0u8; READ_CHUNK];
-            match this.io.try_read(&mut chunk) {
+            match io.try_read(&mut chunk) {
                 Ok(0) if this.decoder.framing == Framing::UntilClose => {
                     this.decoder.chunk = Chunk::Done;
                     return Poll::Ready(None);
@@ -304,150 +328,10 @@ impl Body for SocketBody {
 
     fn size_hint(&self) -> SizeHint {
         match self.decoder.framing {
-            Framing::Length(n) => SizeHint::with_exact(n + self.pending.len() as u64),
+            // What is left to decode, buffered or not.
+            Framing::Length(left) => SizeHint::with_exact(left),
             _ => SizeHint::default(),
         }
-    }
-}
-
-// === impl GatedStream ===
-
-/// Whether hyper may read past a response head (see [`GatedStream`]).
-#[derive(Debug, Default)]
-pub struct HeadGate {
-    /// One of the `GATE_*` states.
-    state: AtomicU8,
-    /// hyper's read, parked while the gate holds.
-    waker: AtomicWaker,
-}
-
-/// Reads pass through.
-const GATE_OPEN: u8 = 0;
-/// The next read delivers exactly one response head (peeked), then the gate holds.
-const GATE_HEAD: u8 = 1;
-/// A head was delivered and nothing past it: reads wait until [`HeadGate::release`].
-const GATE_HELD: u8 = 2;
-
-impl HeadGate {
-    /// Let the next response's head, and nothing after it, through to hyper.
-    pub fn hold_after_head(&self) {
-        self.state.store(GATE_HEAD, Ordering::Relaxed);
-    }
-
-    /// Let hyper read the body after all.
-    pub fn release(&self) {
-        if self.state.swap(GATE_OPEN, Ordering::Relaxed) != GATE_OPEN {
-            self.waker.wake();
-        }
-    }
-
-    /// Whether hyper holds a response head and not one byte past it: the body can then be
-    /// read from the socket instead.
-    pub fn is_held(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == GATE_HELD
-    }
-}
-
-/// The upstream socket as hyper's HTTP/1.1 client sees it: when asked ([`HeadGate`]), it hands
-/// hyper one response head and nothing after it, so hyper's body decoder never starts and the
-/// socket can be taken back mid-response with the body untouched (hyper reads a response body
-/// eagerly otherwise, and would keep a chunk-decoding state that cannot be taken over).
-pub struct GatedStream {
-    io: TcpStream,
-    gate: Arc<HeadGate>,
-}
-
-/// Largest response head the gate can deliver alone; a larger one is read normally (and its
-/// body is left to hyper).
-const MAX_GATED_HEAD: usize = 8192;
-
-impl GatedStream {
-    /// Wrap `io`; `gate` controls it.
-    pub fn new(io: TcpStream, gate: Arc<HeadGate>) -> Self {
-        Self { io, gate }
-    }
-
-    /// The socket.
-    pub fn into_inner(self) -> TcpStream {
-        self.io
-    }
-}
-
-impl AsyncRead for GatedStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            match this.gate.state.load(Ordering::Relaxed) {
-                GATE_HELD => {
-                    this.gate.waker.register(cx.waker());
-                    if this.gate.state.load(Ordering::Relaxed) == GATE_HELD {
-                        return Poll::Pending;
-                    }
-                }
-                GATE_HEAD => {
-                    let mut peeked = [0u8; MAX_GATED_HEAD];
-                    let mut peek_buf = ReadBuf::new(&mut peeked);
-                    let n = ready!(this.io.poll_peek(cx, &mut peek_buf))?;
-                    let head_len = peeked[..n]
-                        .windows(4)
-                        .position(|w| w == b"\r\n\r\n")
-                        .map(|i| i + 4);
-                    let Some(len) = head_len.filter(|len| *len <= buf.remaining()) else {
-                        // Closed, or the head is not all here or too large: read normally
-                        // and leave the body to hyper.
-                        this.gate.state.store(GATE_OPEN, Ordering::Relaxed);
-                        continue;
-                    };
-                    let got = this.io.try_read(&mut peeked[..len])?;
-                    buf.put_slice(&peeked[..got]);
-                    if got == len {
-                        // An interim (1xx) head is followed by the real one.
-                        let interim = peeked.get(9) == Some(&b'1');
-                        if !interim {
-                            this.gate.state.store(GATE_HELD, Ordering::Relaxed);
-                        }
-                    } else {
-                        this.gate.state.store(GATE_OPEN, Ordering::Relaxed);
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                _ => return Pin::new(&mut this.io).poll_read(cx, buf),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for GatedStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -615,7 +499,12 @@ mod tests {
             s
         });
         let io = TcpStream::connect(addr).await.unwrap();
-        let mut body = SocketBody::new(io, Bytes::from_static(b"3\r\nab\n\r\n"), Framing::Chunked);
+        let mut body = SocketBody::new(
+            io,
+            BytesMut::from(&b"3\r\nab\n\r\n"[..]),
+            Framing::Chunked,
+            None,
+        );
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(first, "ab\n");
         let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -639,74 +528,12 @@ mod tests {
             s.write_all(b"5\r\nabc").await.unwrap();
         });
         let io = TcpStream::connect(addr).await.unwrap();
-        let mut body = SocketBody::new(io, Bytes::new(), Framing::Chunked);
+        let mut body = SocketBody::new(io, BytesMut::new(), Framing::Chunked, None);
         assert_eq!(
             body.frame().await.unwrap().unwrap().into_data().unwrap(),
             "abc"
         );
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("closed"), "{err}");
-    }
-
-    /// hyper's client gets the response head and not one byte more while the gate holds, even
-    /// when head and body arrive in one write; the socket taken back then carries the whole
-    /// body. Released, the gate lets hyper read the body itself.
-    #[tokio::test]
-    async fn the_gate_keeps_the_body_on_the_socket_until_released() {
-        use http_body_util::BodyExt;
-        use hyper::client::conn::http1;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            for _ in 0..2 {
-                let mut req = [0u8; 1024];
-                let _ = s.read(&mut req).await.unwrap();
-                s.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
-                      transfer-encoding: chunked\r\n\r\n9\r\n: ready\n\n\r\n0\r\n\r\n",
-                )
-                .await
-                .unwrap();
-            }
-        });
-        let gate = Arc::new(HeadGate::default());
-        let io = GatedStream::new(TcpStream::connect(addr).await.unwrap(), gate.clone());
-        let (mut send, mut conn) = http1::handshake::<_, String>(hyper_util::rt::TokioIo::new(io))
-            .await
-            .unwrap();
-
-        // Released: hyper reads the body itself.
-        gate.hold_after_head();
-        let get = || http::Request::get("/").body(String::new()).unwrap();
-        let resp = tokio::select! {
-            r = send.send_request(get()) => r.unwrap(),
-            _ = &mut conn => panic!("connection ended"),
-        };
-        assert!(gate.is_held());
-        gate.release();
-        let body = tokio::select! {
-            b = resp.into_body().collect() => b.unwrap().to_bytes(),
-            _ = &mut conn => panic!("connection ended"),
-        };
-        assert_eq!(body, ": ready\n\n");
-
-        // Held: the socket is taken back with the body unread.
-        gate.hold_after_head();
-        let resp = tokio::select! {
-            r = send.send_request(get()) => r.unwrap(),
-            _ = &mut conn => panic!("connection ended"),
-        };
-        assert!(gate.is_held(), "nothing past the head was given to hyper");
-        let framing = Framing::of(resp.headers()).unwrap();
-        drop(resp);
-        drop(send);
-        let parts = conn.into_parts();
-        assert!(parts.read_buf.is_empty());
-        let mut body = SocketBody::new(parts.io.into_inner().into_inner(), parts.read_buf, framing);
-        let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(data, ": ready\n\n");
-        assert!(body.frame().await.is_none());
     }
 }

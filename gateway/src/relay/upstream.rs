@@ -1,31 +1,32 @@
 //! The HTTP client of one upstream McpServer: plain HTTP or HTTPS (system roots, or the CA
 //! bundle from the McpServer's Secret), HTTP/1.1 or HTTP/2, with the server's timeouts.
 //!
-//! Plain-HTTP upstreams (the usual in-cluster case) use [`H1Pool`]: HTTP/1.1 connections that
-//! the task of the request using them drives itself. The gateway's request task writes the
-//! upstream request, reads the response and streams its body with no hand-off to a separate
-//! connection task and back — each hand-off is a wakeup, on a busy machine often of another
-//! thread, and they were most of the latency the gateway added (bench/RESULTS.md). HTTPS
-//! upstreams (HTTP/2 by ALPN, multiplexed) keep hyper's pooled client.
+//! Plain-HTTP upstreams (the usual in-cluster case) use [`H1Pool`], a small HTTP/1.1 client of
+//! our own: the gateway's request task writes the request (head and body in one write), parses
+//! the response head (httparse) and reads the body straight from the socket
+//! ([`super::socket_body`]) — no hand-off to a connection task and back (each one a wakeup, most
+//! of the latency the gateway used to add, bench/RESULTS.md run 8), no per-connection buffers
+//! while an SSE stream idles, and a small answer that arrives with its head returns the
+//! connection to the pool at once. HTTPS upstreams (HTTP/2 by ALPN, multiplexed) use hyper's
+//! pooled client.
 
-use super::socket_body::{Framing, GatedStream, HeadGate, SocketBody};
+use super::socket_body::{Framing, SocketBody};
 use crate::body::BoxError;
 use crate::state::SecretValues;
 use bytes::Bytes;
+use bytes::{Buf, BytesMut};
 use gatehouse_api::config::{ServerConfig, Upstream as UpstreamKind};
 use http::{HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -135,13 +136,11 @@ impl Upstream {
     }
 
     /// Send a request for [`Self::uri`] (the caller applies the request timeout).
-    pub async fn send(
-        &self,
-        req: Request<Full<Bytes>>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
+    pub async fn send(&self, req: Request<Bytes>) -> Result<Response<UpstreamBody>, SendError> {
         match &self.client {
             Transport::Plain(pool) => pool.send(req).await,
-            Transport::Tls(client) => match client.request(req).await {
+            // Boxed: hyper's client future is large, and HTTPS upstreams are the rarer case.
+            Transport::Tls(client) => match Box::pin(client.request(req.map(Full::new))).await {
                 Ok(r) => Ok(r.map(|body| UpstreamBody(Inner::Plain(body)))),
                 Err(e) if e.is_connect() => Err(SendError::Connect(e.to_string())),
                 Err(e) => Err(SendError::Request(e.to_string())),
@@ -185,16 +184,22 @@ impl std::fmt::Display for SendError {
 const MAX_IDLE: usize = 256;
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest upstream response head.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in an upstream response head.
+const MAX_HEADERS: usize = 100;
+/// Request bodies up to this size are written with their head in one write.
+const COALESCE: usize = 16 * 1024;
 
-/// HTTP/1.1 connections to one plain-HTTP upstream, each used by one request at a time and
-/// driven by that request's task (see the module documentation).
+/// HTTP/1.1 connections to one plain-HTTP upstream, each used by one request at a time, read
+/// and written by that request's task (see the module documentation).
 pub struct H1Pool {
     /// `host:port` to connect to.
     addr: String,
     /// The `Host` header.
     host: HeaderValue,
     /// The request target (origin form).
-    target: http::Uri,
+    target: String,
     connect_timeout: Duration,
     /// Idle connections, oldest first, one list per request worker: a connection's I/O is
     /// registered with the event loop of the worker that opened it, so it is only reused there
@@ -203,26 +208,7 @@ pub struct H1Pool {
 }
 
 /// Idle connections with the time each became idle, oldest first.
-type IdleList = Vec<(Instant, H1Conn)>;
-
-/// One connection: its request handle and the connection future that does its I/O.
-struct H1Conn {
-    sender: http1::SendRequest<Full<Bytes>>,
-    conn: http1::Connection<TokioIo<GatedStream>, Full<Bytes>>,
-    /// Holds hyper after a response head, so a stream's body can be read from the socket.
-    gate: Arc<HeadGate>,
-    /// The connection future completed: the connection is closed.
-    closed: bool,
-}
-
-impl H1Conn {
-    /// Drive the connection's I/O.
-    fn poll_io(&mut self, cx: &mut Context<'_>) {
-        if !self.closed && Pin::new(&mut self.conn).poll(cx).is_ready() {
-            self.closed = true;
-        }
-    }
-}
+type IdleList = Vec<(Instant, TcpStream)>;
 
 impl H1Pool {
     fn new(uri: &http::Uri, connect_timeout: Duration) -> Result<Self, String> {
@@ -231,17 +217,12 @@ impl H1Pool {
             .ok_or_else(|| format!("upstream URL {uri} has no host"))?;
         let port = uri.port_u16().unwrap_or(80);
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
-        let target = uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .parse()
-            .map_err(|e| format!("upstream URL {uri}: {e}"))?;
+        let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         Ok(Self {
             addr: format!("{host}:{port}"),
             host: HeaderValue::from_str(authority)
                 .map_err(|e| format!("upstream URL {uri}: {e}"))?,
-            target,
+            target: target.to_string(),
             connect_timeout,
             idle: (0..crate::workers::count())
                 .map(|_| Mutex::new(Vec::new()))
@@ -255,8 +236,8 @@ impl H1Pool {
         list.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The most recently used idle connection still good for a request.
-    fn checkout(&self) -> Option<H1Conn> {
+    /// The most recently used idle connection that the upstream has not closed.
+    fn checkout(&self) -> Option<TcpStream> {
         let mut idle = self.idle();
         let now = Instant::now();
         let stale = idle
@@ -265,9 +246,9 @@ impl H1Pool {
             .count();
         let stale: Vec<_> = idle.drain(..stale).collect();
         let mut found = None;
-        while let Some((_, c)) = idle.pop() {
-            if !c.closed && c.sender.is_ready() {
-                found = Some(c);
+        while let Some((_, io)) = idle.pop() {
+            if still_open(&io) {
+                found = Some(io);
                 break;
             }
         }
@@ -276,169 +257,246 @@ impl H1Pool {
         found
     }
 
-    /// Return a connection whose exchange is complete; one not ready for another request is
-    /// closed.
-    fn checkin(&self, c: H1Conn) {
-        if c.closed || !c.sender.is_ready() {
-            return;
-        }
+    /// Return a connection whose exchange is complete.
+    pub(super) fn checkin(&self, io: TcpStream) {
         let mut idle = self.idle();
         if idle.len() < MAX_IDLE {
-            idle.push((Instant::now(), c));
+            idle.push((Instant::now(), io));
         }
     }
 
-    async fn connect(&self) -> Result<H1Conn, SendError> {
+    async fn connect(&self) -> Result<TcpStream, SendError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
             .await
             .map_err(|_| SendError::Connect(format!("connecting to {} timed out", self.addr)))?
             .map_err(|e| SendError::Connect(format!("connecting to {}: {e}", self.addr)))?;
         let _ = stream.set_nodelay(true);
-        let gate = Arc::new(HeadGate::default());
-        let io = TokioIo::new(GatedStream::new(stream, gate.clone()));
-        let (sender, conn) = http1::handshake(io)
-            .await
-            .map_err(|e| SendError::Connect(e.to_string()))?;
-        Ok(H1Conn {
-            sender,
-            conn,
-            gate,
-            closed: false,
-        })
+        Ok(stream)
+    }
+
+    /// The request's head (and its body, when small) as written on the wire.
+    fn encode(&self, parts: &http::request::Parts, body: &Bytes) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            512 + if body.len() <= COALESCE {
+                body.len()
+            } else {
+                0
+            },
+        );
+        out.extend_from_slice(parts.method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.target.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(self.host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &parts.headers {
+            if matches!(
+                *name,
+                http::header::HOST
+                    | http::header::CONTENT_LENGTH
+                    | http::header::TRANSFER_ENCODING
+                    | http::header::CONNECTION
+                    | http::header::UPGRADE
+                    | http::header::TE
+            ) {
+                continue;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if !body.is_empty() || !matches!(parts.method, http::Method::GET | http::Method::DELETE) {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(body.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if body.len() <= COALESCE {
+            out.extend_from_slice(body);
+        }
+        out
     }
 
     async fn send(
         self: &Arc<Self>,
-        mut req: Request<Full<Bytes>>,
+        req: Request<Bytes>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        *req.uri_mut() = self.target.clone();
-        req.headers_mut()
-            .insert(http::header::HOST, self.host.clone());
+        let (parts, body) = req.into_parts();
+        let wire = self.encode(&parts, &body);
+        let rest = if body.len() > COALESCE {
+            &body[..]
+        } else {
+            &[]
+        };
         // Connecting is boxed: it is rare on a warm pool, and inline its state would enlarge
         // every request's future.
-        let (mut c, mut reused) = match self.checkout() {
-            Some(c) => (c, true),
+        let (mut io, mut reused) = match self.checkout() {
+            Some(io) => (io, true),
             None => (Box::pin(self.connect()).await?, false),
         };
-        // A GET opens a server-to-client SSE stream, which may stay open and idle for hours:
-        // hold hyper after its response head so the relay can take the socket back.
-        let gated = req.method() == http::Method::GET;
         loop {
-            if gated {
-                c.gate.hold_after_head();
-            }
-            let mut pending = std::pin::pin!(c.sender.try_send_request(req));
-            let sent = std::future::poll_fn(|cx| {
-                c.poll_io(cx);
-                pending.as_mut().poll(cx)
-            })
-            .await;
-            match sent {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    let mut body = PooledBody {
-                        body,
-                        conn: Some(c),
-                        pool: self.clone(),
-                    };
-                    if !gated {
-                        body.release();
-                    }
-                    if body.body.is_end_stream() {
-                        std::future::poll_fn(|cx| {
-                            body.finish(cx);
-                            Poll::Ready(())
-                        })
-                        .await;
-                    }
-                    return Ok(Response::from_parts(
-                        parts,
-                        UpstreamBody(Inner::Pooled(body)),
-                    ));
+            match write_request(&mut io, &wire, rest).await {
+                Ok(()) => break,
+                // Not sent: an idle connection the upstream had closed. Retry once, on a fresh
+                // connection. A request that may have been read is never retried.
+                Err(_) if reused => {
+                    io = Box::pin(self.connect()).await?;
+                    reused = false;
                 }
-                Err(mut e) => match e.take_message() {
-                    // Not sent: an idle connection the upstream had closed. Retry once, on a
-                    // fresh connection. A request that may have been sent is never retried.
-                    Some(r) if reused => {
-                        req = r;
-                        c = Box::pin(self.connect()).await?;
-                        reused = false;
-                    }
-                    _ => return Err(SendError::Request(e.into_error().to_string())),
-                },
+                Err(e) => return Err(SendError::Request(format!("writing the request: {e}"))),
             }
         }
+        let mut read = BytesMut::new();
+        let (head, len) = loop {
+            if let Some(found) = parse_response(&read)? {
+                if found.0.status().is_informational() {
+                    // 100 Continue, 103 Early Hints: the final response follows.
+                    read.advance(found.1);
+                    continue;
+                }
+                break found;
+            }
+            if read.len() > MAX_HEAD {
+                return Err(SendError::Request(
+                    "the upstream's response head is too large".into(),
+                ));
+            }
+            let n = std::future::poll_fn(|cx| poll_fill(&io, &mut read, cx))
+                .await
+                .map_err(|e| SendError::Request(format!("reading the response: {e}")))?;
+            if n == 0 {
+                return Err(SendError::Request(
+                    "the upstream closed the connection before responding".into(),
+                ));
+            }
+        };
+        read.advance(len);
+        let status = head.status();
+        let framing =
+            if status == http::StatusCode::NO_CONTENT || status == http::StatusCode::NOT_MODIFIED {
+                Framing::Length(0)
+            } else {
+                Framing::of(head.headers()).ok_or_else(|| {
+                    SendError::Request("the upstream's response framing is invalid".into())
+                })?
+            };
+        let keep_alive = head.version() == http::Version::HTTP_11
+            && framing != Framing::UntilClose
+            && !head
+                .headers()
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .any(|v| {
+                    v.as_bytes()
+                        .split(|b| *b == b',')
+                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+                });
+        // The whole body is already here (a small JSON answer, an empty 202): the connection
+        // goes back to the pool at once.
+        if let Framing::Length(n) = framing
+            && read.len() as u64 >= n
+        {
+            let data = read.split_to(n as usize).freeze();
+            if keep_alive && read.is_empty() {
+                self.checkin(io);
+            }
+            return Ok(head.map(|()| UpstreamBody(Inner::Whole(Some(data)))));
+        }
+        let pool = keep_alive.then(|| self.clone());
+        Ok(head.map(|()| UpstreamBody(Inner::Socket(SocketBody::new(io, read, framing, pool)))))
     }
+}
+
+/// Whether an idle connection is still open: no readiness event since it went idle (no
+/// syscall), or one that was not the upstream closing it.
+fn still_open(io: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match io.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        // Readable while idle: closed (0), or bytes nobody asked for — either way unusable.
+        Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(io.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+async fn write_request(io: &mut TcpStream, wire: &[u8], rest: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    io.write_all(wire).await?;
+    if !rest.is_empty() {
+        io.write_all(rest).await?;
+    }
+    Ok(())
+}
+
+/// Read what the socket has into `read`: `Ok(0)` at the end of the stream.
+fn poll_fill(
+    io: &TcpStream,
+    read: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    loop {
+        std::task::ready!(io.poll_read_ready(cx))?;
+        let mut chunk = [0u8; 8192];
+        match io.try_read(&mut chunk) {
+            Ok(n) => {
+                read.extend_from_slice(&chunk[..n]);
+                return Poll::Ready(Ok(n));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+/// An upstream response head at the front of `buf` and its length, once complete.
+fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, SendError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut fields);
+    let invalid = |what: &str| {
+        SendError::Request(format!(
+            "the upstream sent an invalid response head ({what})"
+        ))
+    };
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(invalid(&e.to_string())),
+    };
+    let mut head = Response::new(());
+    *head.status_mut() = http::StatusCode::from_u16(parsed.code.unwrap_or_default())
+        .map_err(|_| invalid("status"))?;
+    *head.version_mut() = match parsed.version {
+        Some(1) => http::Version::HTTP_11,
+        _ => http::Version::HTTP_10,
+    };
+    let headers = head.headers_mut();
+    headers.reserve(parsed.headers.len());
+    for field in parsed.headers.iter() {
+        let name = http::HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| invalid("field name"))?;
+        let value = HeaderValue::from_bytes(field.value).map_err(|_| invalid("field value"))?;
+        headers.append(name, value);
+    }
+    Ok(Some((head, len)))
 }
 
 /// A response body from an upstream.
 pub struct UpstreamBody(Inner);
 
-// A body is created once per response and moved a few times; boxing the connection would
-// allocate on every request instead.
-#[allow(clippy::large_enum_variant)]
 enum Inner {
-    /// From hyper's pooled client (or with the connection already returned).
+    /// From hyper's pooled client (HTTPS upstreams).
     Plain(Incoming),
-    /// Reading it drives its connection, which returns to the pool at its end.
-    Pooled(PooledBody),
-    /// Read from the socket taken back from hyper (long-lived streams).
+    /// Read from the connection's socket (plain-HTTP upstreams).
     Socket(SocketBody),
-}
-
-impl UpstreamBody {
-    /// Prepare the body for a long life (an SSE stream): when it comes from a pooled
-    /// connection, take the socket back from hyper and read the body from it directly, which
-    /// frees hyper's per-connection buffers (see [`super::socket_body`]). `head` is the
-    /// response's headers. Bodies that cannot be detached are returned unchanged.
-    pub fn detach_for_stream(self, head: &http::HeaderMap) -> Self {
-        let Inner::Pooled(mut p) = self.0 else {
-            return self;
-        };
-        let (Some(framing), Some(c)) = (Framing::of(head), p.conn.as_ref()) else {
-            return UpstreamBody(Inner::Pooled(p));
-        };
-        if c.closed || !c.gate.is_held() {
-            return UpstreamBody(Inner::Pooled(p));
-        }
-        let c = p.conn.take().expect("checked");
-        // hyper holds the response head and not one byte past it (the gate), so its body
-        // decoder never started: the body is read from the socket from its first byte.
-        drop(p.body);
-        drop(c.sender);
-        let parts = c.conn.into_parts();
-        UpstreamBody(Inner::Socket(SocketBody::new(
-            parts.io.into_inner().into_inner(),
-            parts.read_buf,
-            framing,
-        )))
-    }
-}
-
-struct PooledBody {
-    body: Incoming,
-    conn: Option<H1Conn>,
-    pool: Arc<H1Pool>,
-}
-
-impl PooledBody {
-    /// The response is complete: let the connection settle into idle and pool it.
-    /// Let hyper read the body (unless it was never held).
-    fn release(&self) {
-        if let Some(c) = &self.conn {
-            c.gate.release();
-        }
-    }
-
-    fn finish(&mut self, cx: &mut Context<'_>) {
-        self.release();
-        if let Some(mut c) = self.conn.take() {
-            if !c.sender.is_ready() {
-                c.poll_io(cx);
-            }
-            self.pool.checkin(c);
-        }
-    }
+    /// Read whole with the head (its connection already back in the pool).
+    Whole(Option<Bytes>),
 }
 
 impl Body for UpstreamBody {
@@ -449,42 +507,30 @@ impl Body for UpstreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let p = match &mut self.get_mut().0 {
-            Inner::Plain(b) => return Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Inner::Socket(b) => return Pin::new(b).poll_frame(cx),
-            Inner::Pooled(p) => p,
-        };
-        p.release();
-        let mut r = Pin::new(&mut p.body).poll_frame(cx);
-        if r.is_pending()
-            && let Some(c) = p.conn.as_mut()
-        {
-            // The first poll told the connection the body is wanted; now let it deliver.
-            c.poll_io(cx);
-            r = Pin::new(&mut p.body).poll_frame(cx);
+        match &mut self.get_mut().0 {
+            Inner::Plain(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Inner::Socket(b) => Pin::new(b).poll_frame(cx),
+            Inner::Whole(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
         }
-        match &r {
-            Poll::Ready(None) => p.finish(cx),
-            Poll::Ready(Some(Ok(_))) if p.body.is_end_stream() => p.finish(cx),
-            Poll::Ready(Some(Err(_))) => p.conn = None,
-            _ => {}
-        }
-        r.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.0 {
             Inner::Plain(b) => b.is_end_stream(),
-            Inner::Pooled(p) => p.body.is_end_stream(),
             Inner::Socket(b) => b.is_end_stream(),
+            Inner::Whole(b) => b.as_ref().is_none_or(|b| b.is_empty()),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.0 {
             Inner::Plain(b) => b.size_hint(),
-            Inner::Pooled(p) => p.body.size_hint(),
             Inner::Socket(b) => b.size_hint(),
+            Inner::Whole(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
 }
@@ -495,4 +541,195 @@ fn rustls_native_roots() -> Vec<CertificateDer<'static>> {
         tracing::warn!(error = %e, "while loading system CA certificates");
     }
     found.certs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream that, on its n-th connection, reads one request per entry of `script[n]`
+    /// and writes that entry back, then closes the connection. Returns its address and how
+    /// many connections it accepted.
+    async fn upstream(script: Vec<Vec<&'static [u8]>>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            for answers in script {
+                let (mut s, _) = listener.accept().await.unwrap();
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut buf = Vec::new();
+                for answer in answers {
+                    // One request: its head, then `content-length` bytes.
+                    let (head_end, length) = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length: "))
+                                .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                            break (i + 4, length);
+                        }
+                        let mut chunk = [0u8; 4096];
+                        let n = s.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "the gateway closed the connection mid-request");
+                        buf.extend_from_slice(&chunk[..n]);
+                    };
+                    while buf.len() < head_end + length {
+                        let mut chunk = [0u8; 4096];
+                        let n = s.read(&mut chunk).await.unwrap();
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    buf.drain(..head_end + length);
+                    s.write_all(answer).await.unwrap();
+                }
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn pool(addr: std::net::SocketAddr) -> Arc<H1Pool> {
+        let uri: http::Uri = format!("http://{addr}/mcp").parse().unwrap();
+        Arc::new(H1Pool::new(&uri, Duration::from_secs(1)).unwrap())
+    }
+
+    fn post(body: &'static str) -> Request<Bytes> {
+        Request::post("http://ignored/")
+            .body(Bytes::from_static(body.as_bytes()))
+            .unwrap()
+    }
+
+    async fn text(r: Response<UpstreamBody>) -> String {
+        let b = r.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    const OK: &[u8] =
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+
+    #[tokio::test]
+    async fn connections_are_reused_and_one_the_upstream_closed_is_replaced() {
+        let (addr, accepted) = upstream(vec![vec![OK, OK], vec![OK]]).await;
+        let pool = pool(addr);
+        for _ in 0..2 {
+            let r = pool.send(post("{\"a\":1}")).await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(text(r).await, "{}");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for both"
+        );
+        // The upstream closes the first connection once its script is done; the pool notices
+        // it is closed and opens another instead of failing the request.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = pool.send(post("{}")).await.unwrap();
+        assert_eq!(text(r).await, "{}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn interim_responses_are_skipped_and_a_chunked_body_returns_its_connection() {
+        let (addr, accepted) = upstream(vec![vec![
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n",
+        ]])
+        .await;
+        let pool = pool(addr);
+        let r = pool.send(post("{}")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(text(r).await, "abc");
+        let r = pool.send(post("{}")).await.unwrap();
+        assert_eq!(r.status(), 202);
+        assert_eq!(text(r).await, "");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the connection was reused"
+        );
+        assert_eq!(pool.idle().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unfinished_takes_its_connection_with_it() {
+        let (addr, _) = upstream(vec![vec![
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+        ]])
+        .await;
+        let pool = pool(addr);
+        let r = pool.send(post("{}")).await.unwrap();
+        let mut body = r.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "abc");
+        drop(body);
+        assert!(
+            pool.idle().is_empty(),
+            "a connection mid-body is never reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_close_and_bad_responses() {
+        let (addr, accepted) = upstream(vec![
+            vec![b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}"],
+            vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n"],
+            vec![b"not http\r\n\r\n"],
+            vec![b""],
+        ])
+        .await;
+        let pool = pool(addr);
+        let r = pool.send(post("{}")).await.unwrap();
+        assert_eq!(text(r).await, "{}");
+        let e = pool
+            .send(post("{}"))
+            .await
+            .err()
+            .expect("an unrelayable coding");
+        assert!(e.to_string().contains("framing"), "{e}");
+        let e = pool.send(post("{}")).await.err().expect("not a response");
+        assert!(e.to_string().contains("invalid response head"), "{e}");
+        let e = pool
+            .send(post("{}"))
+            .await
+            .err()
+            .expect("closed without answering");
+        assert!(e.to_string().contains("before responding"), "{e}");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            4,
+            "no connection reused after close"
+        );
+    }
+
+    #[test]
+    fn the_request_head_carries_the_upstream_host_and_its_own_framing() {
+        let pool = H1Pool::new(
+            &"http://up:8000/mcp?x=1".parse().unwrap(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let mut req = post("{}");
+        for (k, v) in [
+            ("accept", "application/json"),
+            ("connection", "upgrade"),
+            ("host", "evil"),
+            ("content-length", "99"),
+        ] {
+            req.headers_mut().append(k, v.parse().unwrap());
+        }
+        let (parts, body) = req.into_parts();
+        let wire = String::from_utf8(pool.encode(&parts, &body)).unwrap();
+        assert_eq!(
+            wire,
+            "POST /mcp?x=1 HTTP/1.1\r\nhost: up:8000\r\naccept: application/json\r\ncontent-length: 2\r\n\r\n{}"
+        );
+        let get = Request::get("/").body(Bytes::new()).unwrap().into_parts().0;
+        let wire = String::from_utf8(pool.encode(&get, &Bytes::new())).unwrap();
+        assert_eq!(wire, "GET /mcp?x=1 HTTP/1.1\r\nhost: up:8000\r\n\r\n");
+    }
 }
