@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 
 /// How a response body is delimited (RFC 9112 §6.3).
@@ -266,6 +266,21 @@ impl SocketBody {
 /// Bytes read from the socket per readable event (on the stack; copied out as data).
 const READ_CHUNK: usize = 8192;
 
+/// Read what `io` has (up to [`READ_CHUNK`], through a stack buffer) onto the end of `into`:
+/// `Ok(0)` at the end of the stream. Through `AsyncRead`, so a short read marks the socket
+/// drained and the next poll waits for readiness without a syscall.
+pub fn read_some(
+    io: &mut TcpStream,
+    into: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+    let mut buf = ReadBuf::uninit(&mut chunk);
+    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+    into.extend_from_slice(buf.filled());
+    Poll::Ready(Ok(buf.filled().len()))
+}
+
 impl Body for SocketBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -298,14 +313,10 @@ impl Body for SocketBody {
                     return Poll::Ready(Some(Err(format!("the upstream sent {e}").into())));
                 }
             }
-            let Some(io) = &this.io else {
+            let Some(io) = &mut this.io else {
                 return Poll::Ready(Some(Err("the upstream connection is closed".into())));
             };
-            if let Err(e) = ready!(io.poll_read_ready(cx)) {
-                return Poll::Ready(Some(Err(e.into())));
-            }
-            let mut chunk = [0u8; READ_CHUNK];
-            match io.try_read(&mut chunk) {
+            match ready!(read_some(io, &mut this.pending, cx)) {
                 Ok(0) if this.decoder.framing == Framing::UntilClose => {
                     this.decoder.chunk = Chunk::Done;
                     return Poll::Ready(None);
@@ -315,8 +326,7 @@ impl Body for SocketBody {
                         "the upstream closed the connection before the response ended".into(),
                     )));
                 }
-                Ok(n) => this.pending.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Ok(_) => {}
                 Err(e) => return Poll::Ready(Some(Err(e.into()))),
             }
         }

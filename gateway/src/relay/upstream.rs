@@ -10,7 +10,7 @@
 //! connection to the pool at once. HTTPS upstreams (HTTP/2 by ALPN, multiplexed) use hyper's
 //! pooled client.
 
-use super::socket_body::{Framing, SocketBody};
+use super::socket_body::{Framing, SocketBody, read_some};
 use crate::body::BoxError;
 use crate::state::SecretValues;
 use bytes::Bytes;
@@ -362,7 +362,7 @@ impl H1Pool {
                     "the upstream's response head is too large".into(),
                 ));
             }
-            let n = std::future::poll_fn(|cx| poll_fill(&io, &mut read, cx))
+            let n = std::future::poll_fn(|cx| read_some(&mut io, &mut read, cx))
                 .await
                 .map_err(|e| SendError::Request(format!("reading the response: {e}")))?;
             if n == 0 {
@@ -430,26 +430,6 @@ async fn write_request(io: &mut TcpStream, wire: &[u8], rest: &[u8]) -> std::io:
         io.write_all(rest).await?;
     }
     Ok(())
-}
-
-/// Read what the socket has into `read`: `Ok(0)` at the end of the stream.
-fn poll_fill(
-    io: &TcpStream,
-    read: &mut BytesMut,
-    cx: &mut Context<'_>,
-) -> Poll<std::io::Result<usize>> {
-    loop {
-        std::task::ready!(io.poll_read_ready(cx))?;
-        let mut chunk = [0u8; 8192];
-        match io.try_read(&mut chunk) {
-            Ok(n) => {
-                read.extend_from_slice(&chunk[..n]);
-                return Poll::Ready(Ok(n));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Poll::Ready(Err(e)),
-        }
-    }
 }
 
 /// An upstream response head at the front of `buf` and its length, once complete.
