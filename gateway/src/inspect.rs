@@ -8,7 +8,9 @@
 
 use crate::error::GatewayError;
 use gatehouse_api::policy::Operation;
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The revision assumed when a client sends no `MCP-Protocol-Version` (as the spec says).
 pub const DEFAULT_PROTOCOL_VERSION: &str = "2025-03-26";
@@ -39,14 +41,14 @@ pub struct ClientMessage {
     pub resource: Option<String>,
     /// `prompts/get` prompt name.
     pub prompt: Option<String>,
-    /// The whole message.
-    pub value: Value,
+    /// `params.arguments` (tool or prompt arguments), for policy conditions.
+    pub arguments: Option<Value>,
 }
 
 impl ClientMessage {
     /// Tool or prompt arguments.
     pub fn arguments(&self) -> Option<&Value> {
-        self.value.get("params")?.get("arguments")
+        self.arguments.as_ref()
     }
 
     /// The policy operation, with `tool` being the server's own name for the tool.
@@ -65,39 +67,72 @@ impl ClientMessage {
     }
 }
 
+/// The members of a JSON-RPC message the gateway reads, borrowed from the body: nothing is
+/// built for the rest (a `tools/call`'s arguments are parsed on their own). A member given
+/// twice is refused: the gateway and the upstream must not read different ones.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// The `params` members the gateway reads.
+#[derive(Deserialize)]
+struct Params<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    uri: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    arguments: Option<&'a RawValue>,
+}
+
+/// A member that is present, `null` included (`Option` alone would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// A JSON string's value; `None` for any other JSON.
+fn as_string(raw: &RawValue) -> Option<String> {
+    raw.get()
+        .starts_with('"')
+        .then(|| serde_json::from_str(raw.get()).ok())
+        .flatten()
+}
+
 /// Parse the body of a POST. `header_version` is the `MCP-Protocol-Version` header.
 pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage, GatewayError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| GatewayError::Parse(e.to_string()))?;
-    if let Value::Array(items) = &value {
-        let version = header_version.unwrap_or_else(|| {
-            // An initialize inside the batch names the revision the client wants.
-            items
-                .iter()
-                .find_map(|m| m.pointer("/params/protocolVersion").and_then(Value::as_str))
-                .unwrap_or(DEFAULT_PROTOCOL_VERSION)
-        });
-        let message = if items.is_empty() {
-            "an empty JSON-RPC batch is not a valid request".to_string()
-        } else if version >= "2025-06-18" {
-            format!(
-                "JSON-RPC batches are not allowed in MCP protocol revision {version}; send one message per request"
-            )
-        } else {
-            format!(
-                "JSON-RPC batches are not supported by this gateway (protocol revision {version}); send one message per request"
-            )
-        };
-        return Err(GatewayError::InvalidRequest { id: None, message });
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        // Batches and non-objects are refused; parsed whole only to say why.
+        _ => return Err(not_an_object(body, header_version)),
     }
-    let Some(obj) = value.as_object() else {
-        return Err(GatewayError::InvalidRequest {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => GatewayError::InvalidRequest {
             id: None,
-            message: "a JSON-RPC message must be a JSON object".into(),
-        });
+            message: format!("not a valid JSON-RPC message: {e}"),
+        },
+        _ => GatewayError::Parse(e.to_string()),
+    })?;
+    let id = match envelope.id {
+        None => None,
+        Some(raw) => {
+            let id: Value =
+                serde_json::from_str(raw.get()).map_err(|e| GatewayError::Parse(e.to_string()))?;
+            (!id.is_null()).then_some(id)
+        }
     };
-    let id = obj.get("id").cloned().filter(|v| !v.is_null());
-    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+    if envelope.jsonrpc.and_then(as_string).as_deref() != Some("2.0") {
         return Err(GatewayError::InvalidRequest {
             id,
             message: "not a JSON-RPC 2.0 message (\"jsonrpc\": \"2.0\" is missing)".into(),
@@ -111,16 +146,16 @@ pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage,
             message: "a JSON-RPC id must be a string or an integer".into(),
         });
     }
-    let (kind, method) = match obj.get("method") {
-        Some(Value::String(m)) if id.is_some() => (Kind::Request, m.clone()),
-        Some(Value::String(m)) => (Kind::Notification, m.clone()),
-        Some(_) => {
+    let (kind, method) = match envelope.method.map(as_string) {
+        Some(Some(m)) if id.is_some() => (Kind::Request, m),
+        Some(Some(m)) => (Kind::Notification, m),
+        Some(None) => {
             return Err(GatewayError::InvalidRequest {
                 id,
                 message: "\"method\" must be a string".into(),
             });
         }
-        None if id.is_some() && (obj.contains_key("result") || obj.contains_key("error")) => {
+        None if id.is_some() && (envelope.result.is_some() || envelope.error.is_some()) => {
             (Kind::Response, "response".to_string())
         }
         None => {
@@ -130,11 +165,21 @@ pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage,
             });
         }
     };
-    let params = obj.get("params");
-    let str_param = |name: &str| params.and_then(|p| p.get(name)).and_then(Value::as_str);
-    let required = |name: &str| {
-        str_param(name)
-            .map(str::to_string)
+    // Only an object has members (a struct would also take an array, by position).
+    let params = match envelope.params {
+        Some(raw) if raw.get().starts_with('{') => serde_json::from_str::<Params>(raw.get())
+            .map_err(|e| GatewayError::InvalidParams {
+                id: id.clone(),
+                message: format!("{method}: params: {e}"),
+            })?,
+        _ => Params {
+            name: None,
+            uri: None,
+            arguments: None,
+        },
+    };
+    let required = |raw: Option<&RawValue>, name: &str| {
+        raw.and_then(as_string)
             .ok_or_else(|| GatewayError::InvalidParams {
                 id: id.clone(),
                 message: format!("{method}: params.{name} must be a string"),
@@ -143,14 +188,20 @@ pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage,
     let (mut tool, mut resource, mut prompt) = (None, None, None);
     if kind == Kind::Request {
         match method.as_str() {
-            "tools/call" => tool = Some(required("name")?),
+            "tools/call" => tool = Some(required(params.name, "name")?),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                resource = Some(required("uri")?)
+                resource = Some(required(params.uri, "uri")?)
             }
-            "prompts/get" => prompt = Some(required("name")?),
+            "prompts/get" => prompt = Some(required(params.name, "name")?),
             _ => {}
         }
     }
+    let arguments = match params.arguments {
+        Some(raw) => {
+            Some(serde_json::from_str(raw.get()).map_err(|e| GatewayError::Parse(e.to_string()))?)
+        }
+        None => None,
+    };
     Ok(ClientMessage {
         kind,
         method,
@@ -158,8 +209,50 @@ pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage,
         tool,
         resource,
         prompt,
-        value,
+        arguments,
     })
+}
+
+/// Why a body that is not one JSON object is refused: a batch (with the revision's rule), any
+/// other JSON, or no JSON at all.
+fn not_an_object(body: &[u8], header_version: Option<&str>) -> GatewayError {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return GatewayError::Parse(e.to_string()),
+    };
+    let Value::Array(items) = &value else {
+        return GatewayError::InvalidRequest {
+            id: None,
+            message: "a JSON-RPC message must be a JSON object".into(),
+        };
+    };
+    let version = header_version.unwrap_or_else(|| {
+        // An initialize inside the batch names the revision the client wants.
+        items
+            .iter()
+            .find_map(|m| m.pointer("/params/protocolVersion").and_then(Value::as_str))
+            .unwrap_or(DEFAULT_PROTOCOL_VERSION)
+    });
+    let message = if items.is_empty() {
+        "an empty JSON-RPC batch is not a valid request".to_string()
+    } else if version >= "2025-06-18" {
+        format!(
+            "JSON-RPC batches are not allowed in MCP protocol revision {version}; send one message per request"
+        )
+    } else {
+        format!(
+            "JSON-RPC batches are not supported by this gateway (protocol revision {version}); send one message per request"
+        )
+    };
+    GatewayError::InvalidRequest { id: None, message }
+}
+
+/// The message in `body` with `params.name` replaced by `name` (a prefixed tool's own name).
+pub fn rename_tool(body: &[u8], name: &str) -> Result<Vec<u8>, GatewayError> {
+    let mut value: Value =
+        serde_json::from_slice(body).map_err(|e| GatewayError::Parse(e.to_string()))?;
+    value["params"]["name"] = Value::String(name.to_string());
+    serde_json::to_vec(&value).map_err(|e| GatewayError::Parse(e.to_string()))
 }
 
 #[cfg(test)]
@@ -189,6 +282,66 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rr.resource.as_deref(), Some("demo://x"));
+    }
+
+    /// A member given twice could be read one way here and the other way upstream (first
+    /// wins in some parsers, last in others): such a message is refused, not guessed.
+    #[test]
+    fn duplicate_members_are_refused() {
+        for body in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"ping","params":{"name":"echo"}}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin_reset","name":"echo"}}"#,
+        ] {
+            let e = parse(body, None).unwrap_err();
+            assert!(e.to_string().contains("duplicate field"), "{e}");
+        }
+    }
+
+    #[test]
+    fn edge_shapes_read_as_before() {
+        // params as an array has no members (not read by position).
+        assert!(matches!(
+            parse(
+                br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":["echo"]}"#,
+                None
+            ),
+            Err(GatewayError::InvalidParams { .. })
+        ));
+        // A null method is not a string; a null result still makes a response; a null id is
+        // no id; null arguments are null arguments.
+        assert!(matches!(
+            parse(br#"{"jsonrpc":"2.0","id":1,"method":null}"#, None),
+            Err(GatewayError::InvalidRequest { .. })
+        ));
+        let r = parse(br#"{"jsonrpc":"2.0","id":"s1","result":null}"#, None).unwrap();
+        assert_eq!(r.kind, Kind::Response);
+        let n = parse(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#, None).unwrap();
+        assert_eq!((n.kind, n.id), (Kind::Notification, None));
+        let a = parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e\u0063ho","arguments":null}}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(a.tool.as_deref(), Some("echo"), "escapes are decoded");
+        assert_eq!(a.arguments(), Some(&Value::Null));
+        assert!(matches!(
+            parse(br#""just a string""#, None),
+            Err(GatewayError::InvalidRequest { .. })
+        ));
+        assert!(matches!(
+            parse(br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, None),
+            Err(GatewayError::InvalidRequest { .. })
+        ));
+    }
+
+    #[test]
+    fn a_prefixed_tool_is_renamed_in_place() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"gh_echo","arguments":{"x":[1,"y"]}}}"#;
+        let renamed: Value = serde_json::from_slice(&rename_tool(body, "echo").unwrap()).unwrap();
+        let mut want: Value = serde_json::from_slice(body).unwrap();
+        want["params"]["name"] = "echo".into();
+        assert_eq!(renamed, want);
     }
 
     #[test]

@@ -96,7 +96,10 @@ pub async fn relay(
             let mut msg = inspect::parse(&bytes, version)?;
             note_message(call.audit, &msg);
             let body = match strip_tool_prefix(route.config.tool_prefix.as_deref(), &mut msg)? {
-                true => Bytes::from(msg.value.to_string()),
+                true => Bytes::from(inspect::rename_tool(
+                    &bytes,
+                    msg.tool.as_deref().unwrap_or_default(),
+                )?),
                 false => bytes,
             };
             (Some(msg), body)
@@ -409,9 +412,7 @@ fn strip_tool_prefix(prefix: Option<&str>, m: &mut ClientMessage) -> Result<bool
             ),
         });
     };
-    let bare = bare.to_string();
-    m.value["params"]["name"] = serde_json::Value::String(bare.clone());
-    m.tool = Some(bare);
+    m.tool = Some(bare.to_string());
     Ok(true)
 }
 
