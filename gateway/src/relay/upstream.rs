@@ -381,8 +381,13 @@ impl H1Pool {
                     SendError::Request("the upstream's response framing is invalid".into())
                 })?
             };
+        // A response framed both ways was read by its Transfer-Encoding (RFC 9112 §6.3), but
+        // where it really ended is in doubt: its connection is not reused.
+        let ambiguous = head.headers().contains_key(http::header::TRANSFER_ENCODING)
+            && head.headers().contains_key(http::header::CONTENT_LENGTH);
         let keep_alive = head.version() == http::Version::HTTP_11
             && framing != Framing::UntilClose
+            && !ambiguous
             && !head
                 .headers()
                 .get_all(http::header::CONNECTION)
@@ -657,6 +662,7 @@ mod tests {
     async fn connection_close_and_bad_responses() {
         let (addr, accepted) = upstream(vec![
             vec![b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}"],
+            vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n"],
             vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n"],
             vec![b"not http\r\n\r\n"],
             vec![b""],
@@ -665,6 +671,10 @@ mod tests {
         let pool = pool(addr);
         let r = pool.send(post("{}")).await.unwrap();
         assert_eq!(text(r).await, "{}");
+        // Framed both ways: read as chunked, and the connection is not reused.
+        let r = pool.send(post("{}")).await.unwrap();
+        assert_eq!(text(r).await, "{}");
+        assert!(pool.idle().is_empty());
         let e = pool
             .send(post("{}"))
             .await
@@ -681,7 +691,7 @@ mod tests {
         assert!(e.to_string().contains("before responding"), "{e}");
         assert_eq!(
             accepted.load(Ordering::SeqCst),
-            4,
+            5,
             "no connection reused after close"
         );
     }
