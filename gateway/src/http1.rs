@@ -24,14 +24,13 @@
 use crate::authn::mtls::PeerCertificates;
 use crate::body::{Body, RequestBody};
 use crate::listener::Handler;
-use crate::relay::socket_body::{Decoder, Framing};
+use crate::relay::socket_body::{Decoder, Framing, read_some};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use std::future::poll_fn;
 use std::io;
-use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -43,12 +42,10 @@ use tokio::time::Instant;
 const MAX_HEADERS: usize = 100;
 /// Longest request head, and most pipelined bytes kept while a response is being written.
 const MAX_HEAD: usize = 64 * 1024;
-/// Bytes read from the socket per readable event (on the stack).
-const READ_CHUNK: usize = 8192;
 /// A response is written out once this much of it is encoded, even if more is ready.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Most pipelined bytes kept while a request is handled or its response written.
-const MAX_PIPELINED: usize = READ_CHUNK;
+const MAX_PIPELINED: usize = 8 * 1024;
 /// Time allowed for the rest of a request head once its first bytes arrived.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connection with no request in flight is closed after this long. Clients pool connections
@@ -195,11 +192,7 @@ enum Out {
 impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     /// Read what the socket has into `rd`: `Ok(0)` at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
-        let mut rb = ReadBuf::uninit(&mut chunk);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-        self.rd.extend_from_slice(rb.filled());
-        Poll::Ready(Ok(rb.filled().len()))
+        read_some(&mut self.io, &mut self.rd, cx)
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
@@ -697,7 +690,7 @@ fn parse_length(v: &[u8]) -> Option<u64> {
 }
 
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped.
-fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
     v.split(|b| *b == b',')
         .map(<[u8]>::trim_ascii)
         .filter(|t| !t.is_empty())
@@ -731,10 +724,7 @@ fn encode_head(
         if is_connection_field(name) {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, name, value);
     }
     if !headers.contains_key(header::DATE) {
         push_date(out);
@@ -751,6 +741,14 @@ fn encode_head(
     if !keep_alive {
         out.extend_from_slice(b"connection: close\r\n");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `name: value` and its line end.
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -774,7 +772,7 @@ fn push_date(out: &mut Vec<u8>) {
     });
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -981,6 +979,17 @@ mod tests {
             .expect("the server closes the connection")
             .unwrap();
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Wait (at most 5 s) until the server let go of the probe's stream or request.
+    async fn until_dropped(probe: &Probe, what: &str) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !probe.dropped.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect(what);
     }
 
     fn statuses(wire: &str) -> Vec<&str> {
@@ -1226,13 +1235,11 @@ mod tests {
         read_until(&mut s, &mut seen, "data: 2\n\n\r\n").await;
         assert!(!probe.dropped.load(Ordering::SeqCst));
         drop(s);
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !probe.dropped.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the server notices the client leaving without a frame to write");
+        until_dropped(
+            &probe,
+            "the server notices the client leaving without a frame to write",
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -1245,13 +1252,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!probe.dropped.load(Ordering::SeqCst));
         drop(s);
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !probe.dropped.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the handler's future is dropped");
+        until_dropped(&probe, "the handler's future is dropped").await;
     }
 
     #[tokio::test]

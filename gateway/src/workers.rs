@@ -115,6 +115,33 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
 
+    /// Two request workers serving `listener` with `handler`: the shutdown switch and the
+    /// worker threads.
+    fn start_two(
+        listener: std::net::TcpListener,
+        handler: Handler,
+    ) -> (watch::Sender<bool>, Vec<JoinHandle<()>>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        init(2);
+        let threads = spawn(
+            listener,
+            None,
+            handler,
+            stop_rx,
+            Duration::from_secs(1),
+            1 << 20,
+        )
+        .unwrap();
+        (stop_tx, threads)
+    }
+
+    fn get() -> http::Request<String> {
+        http::Request::get("/")
+            .header("host", "x")
+            .body(String::new())
+            .unwrap()
+    }
+
     async fn open_connection(
         addr: std::net::SocketAddr,
     ) -> hyper::client::conn::http1::SendRequest<String> {
@@ -136,27 +163,14 @@ mod tests {
         let handler: Handler = Arc::new(|_req| {
             async { http::Response::new(crate::body::full(current().to_string())) }.boxed()
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
-        init(2);
-        let threads = spawn(
-            listener,
-            None,
-            handler,
-            stop_rx,
-            Duration::from_secs(1),
-            1 << 20,
-        )
-        .unwrap();
+        let (stop_tx, threads) = start_two(listener, handler);
         let rt = tokio::runtime::Runtime::new().unwrap();
         let served_by = rt.block_on(async {
             let mut open = Vec::new();
             let mut served_by = vec![0; 2];
             for _ in 0..8 {
                 let mut send = open_connection(addr).await;
-                let req = http::Request::get("/")
-                    .header("host", "x")
-                    .body(String::new())
-                    .unwrap();
+                let req = get();
                 let resp = send.send_request(req).await.unwrap();
                 let body = http_body_util::BodyExt::collect(resp.into_body())
                     .await
@@ -201,24 +215,11 @@ mod tests {
                 .boxed()
             })
         };
-        let (stop_tx, stop_rx) = watch::channel(false);
-        init(2);
-        let threads = spawn(
-            listener,
-            None,
-            handler,
-            stop_rx,
-            Duration::from_secs(1),
-            1 << 20,
-        )
-        .unwrap();
+        let (stop_tx, threads) = start_two(listener, handler);
         assert_eq!(count(), 2);
 
         async fn call(addr: std::net::SocketAddr) -> http::StatusCode {
-            let req = http::Request::get("/")
-                .header("host", "x")
-                .body(String::new())
-                .unwrap();
+            let req = get();
             let mut send = open_connection(addr).await;
             send.send_request(req).await.unwrap().status()
         }

@@ -269,8 +269,8 @@ const READ_CHUNK: usize = 8192;
 /// Read what `io` has (up to [`READ_CHUNK`], through a stack buffer) onto the end of `into`:
 /// `Ok(0)` at the end of the stream. Through `AsyncRead`, so a short read marks the socket
 /// drained and the next poll waits for readiness without a syscall.
-pub fn read_some(
-    io: &mut TcpStream,
+pub fn read_some<IO: AsyncRead + Unpin>(
+    io: &mut IO,
     into: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<std::io::Result<usize>> {

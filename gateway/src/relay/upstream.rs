@@ -301,14 +301,11 @@ impl H1Pool {
             ) {
                 continue;
             }
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
+            crate::http1::push_field(&mut out, name, value);
         }
         if !body.is_empty() || !matches!(parts.method, http::Method::GET | http::Method::DELETE) {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(body.len().to_string().as_bytes());
+            crate::http1::push_decimal(&mut out, body.len() as u64);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
@@ -393,9 +390,7 @@ impl H1Pool {
                 .get_all(http::header::CONNECTION)
                 .iter()
                 .any(|v| {
-                    v.as_bytes()
-                        .split(|b| *b == b',')
-                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+                    crate::http1::tokens(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close"))
                 });
         // The whole body is already here (a small JSON answer, an empty 202): the connection
         // goes back to the pool at once.
