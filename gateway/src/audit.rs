@@ -172,14 +172,7 @@ impl JsonObject<'_> {
 
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
-        if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            self.out.push(b'"');
-            self.out.extend_from_slice(value.as_bytes());
-            self.out.push(b'"');
-        } else {
-            // Control characters, quotes, backslashes: serde_json's escaping, exactly.
-            let _ = serde_json::to_writer(&mut *self.out, value);
-        }
+        escape_into(self.out, value.as_bytes());
     }
 
     fn opt(&mut self, key: &str, value: &Option<String>) {
@@ -192,6 +185,63 @@ impl JsonObject<'_> {
         self.key(key);
         let _ = serde_json::to_writer(&mut *self.out, value);
     }
+}
+
+/// `value` as a JSON string, escaped exactly as serde_json escapes it: `"` and `\\`
+/// backslashed, `\b \t \n \f \r` short, other control characters `\u00xx`; everything else
+/// (DEL, non-ASCII) as it is. Runs of plain bytes are found eight at a time and copied whole.
+fn escape_into(out: &mut Vec<u8>, mut value: &[u8]) {
+    out.reserve(value.len() + 2);
+    out.push(b'"');
+    loop {
+        let plain = plain_prefix(value);
+        out.extend_from_slice(&value[..plain]);
+        let Some((&b, rest)) = value[plain..].split_first() else {
+            break;
+        };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+        value = rest;
+    }
+    out.push(b'"');
+}
+
+/// How many leading bytes of `s` need no escaping in a JSON string.
+fn plain_prefix(s: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether some byte of `x` is zero (exact as a yes/no; which byte is checked below).
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let mut i = 0;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
+        // A byte below 0x20 is one whose top three bits are all zero.
+        let control = has_zero(x & u64::from_ne_bytes([0xe0; 8]));
+        let quote = has_zero(x ^ u64::from_ne_bytes([b'"'; 8]));
+        let backslash = has_zero(x ^ u64::from_ne_bytes([b'\\'; 8]));
+        if control || quote || backslash {
+            break;
+        }
+        i += 8;
+    }
+    i + s[i..]
+        .iter()
+        .position(|&b| special(b))
+        .unwrap_or(s.len() - i)
 }
 
 enum Sink {
@@ -424,8 +474,16 @@ mod tests {
             "tab\tnl\ncr\r\u{1}\u{7f}",
             "ünï €",
             "",
+            // Long enough for the eight-byte scan, with specials at every offset of a word.
+            "allowed by AccessPolicy default/u00915-bench: user \"u00915\" matched",
+            "0123456\"89abcde\\ghijklm\u{1f}opqrstu\u{0}wxyz",
         ];
-        let mut records: Vec<AuditRecord> = texts.iter().map(|t| full_record(t)).collect();
+        let every_ascii: String = (0u8..0x80).map(char::from).collect();
+        let texts = texts
+            .iter()
+            .map(|t| t.to_string())
+            .chain([every_ascii.repeat(3)]);
+        let mut records: Vec<AuditRecord> = texts.map(|t| full_record(&t)).collect();
         records.push(AuditRecord::start("id".into(), "GET", "/mcp"));
         records.push(AuditRecord {
             latency_ms: 12.0,

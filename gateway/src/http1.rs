@@ -566,9 +566,10 @@ pub async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
 /// Parse a request head from the front of `buf`: `Ok(None)` while it is incomplete, `Err` with
 /// the status to refuse it with.
 fn parse_head(buf: &[u8]) -> Result<Option<Head>, StatusCode> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut fields);
-    let len = match parsed.parse(buf) {
+    // Uninitialized: httparse writes only the fields it finds (no 3 KiB zeroed per head).
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, &mut fields) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
@@ -577,11 +578,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, StatusCode> {
         Err(_) => return Err(StatusCode::BAD_REQUEST),
     };
     // httparse takes a bare LF as a line end; a front proxy might not (RFC 9112 §2.2).
-    if buf[..len]
-        .iter()
-        .enumerate()
-        .any(|(i, b)| *b == b'\n' && (i == 0 || buf[i - 1] != b'\r'))
-    {
+    if memchr::memchr_iter(b'\n', &buf[..len]).any(|i| i == 0 || buf[i - 1] != b'\r') {
         return Err(StatusCode::BAD_REQUEST);
     }
     let method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()).map_err(bad)?;
@@ -675,10 +672,8 @@ fn bad<E>(_: E) -> StatusCode {
 fn head_ends(buf: &[u8], searched: &mut usize) -> bool {
     let from = searched.saturating_sub(2);
     *searched = buf.len();
-    buf[from..]
-        .windows(3)
-        .any(|w| w[0] == b'\n' && (w[1] == b'\n' || w[1..] == *b"\r\n"))
-        || buf[from..].ends_with(b"\n\n")
+    memchr::memchr_iter(b'\n', &buf[from..])
+        .any(|i| matches!(&buf[from + i + 1..], [b'\n', ..] | [b'\r', b'\n', ..]))
 }
 
 /// A `Content-Length` value: digits only, no sign, no list.

@@ -51,6 +51,20 @@ static FORWARDED_RESPONSE_HEADERS: [HeaderName; 5] = [
     header::ALLOW,
 ];
 
+/// The upstream response fields the gateway reads: those it relays, the session id, and the
+/// framing. The plain-HTTP upstream client keeps only these as it parses a response head.
+pub(crate) static UPSTREAM_RESPONSE_FIELDS: [HeaderName; 9] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    HeaderName::from_static(MCP_PROTOCOL_VERSION),
+    header::RETRY_AFTER,
+    header::ALLOW,
+    HeaderName::from_static(MCP_SESSION_ID),
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::CONNECTION,
+];
+
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Everything known about the request being relayed.

@@ -437,14 +437,15 @@ fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, SendError
     if buf.is_empty() {
         return Ok(None);
     }
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut fields);
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
     let invalid = |what: &str| {
         SendError::Request(format!(
             "the upstream sent an invalid response head ({what})"
         ))
     };
-    let len = match parsed.parse(buf) {
+    let parser = httparse::ParserConfig::default();
+    let len = match parser.parse_response_with_uninit_headers(&mut parsed, buf, &mut fields) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(invalid(&e.to_string())),
@@ -457,12 +458,17 @@ fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, SendError
         _ => http::Version::HTTP_10,
     };
     let headers = head.headers_mut();
-    headers.reserve(parsed.headers.len());
     for field in parsed.headers.iter() {
-        let name = http::HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| invalid("field name"))?;
+        // Only the fields something reads are kept (`Server`, `Date`… are not).
+        let Some(name) = super::UPSTREAM_RESPONSE_FIELDS.iter().find(|n| {
+            n.as_str()
+                .as_bytes()
+                .eq_ignore_ascii_case(field.name.as_bytes())
+        }) else {
+            continue;
+        };
         let value = HeaderValue::from_bytes(field.value).map_err(|_| invalid("field value"))?;
-        headers.append(name, value);
+        headers.append(name.clone(), value);
     }
     Ok(Some((head, len)))
 }
@@ -689,6 +695,37 @@ mod tests {
             5,
             "no connection reused after close"
         );
+    }
+
+    #[test]
+    fn a_response_head_keeps_the_fields_the_relay_reads_in_any_case() {
+        let wire = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/event-stream\r\n\
+            MCP-Session-Id: s1\r\nCache-Control: no-cache\r\nX-Other: 1\r\nSet-Cookie: a=b\r\n\
+            Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\nrest";
+        let (head, len) = parse_response(wire).unwrap().unwrap();
+        assert_eq!(&wire[len..], b"rest");
+        let kept: Vec<_> = head
+            .headers()
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "content-type: text/event-stream",
+                "mcp-session-id: s1",
+                "cache-control: no-cache",
+                "transfer-encoding: chunked",
+                "connection: keep-alive"
+            ]
+        );
+        // Everything the relay forwards to the client is among the fields kept.
+        for name in &super::super::FORWARDED_RESPONSE_HEADERS {
+            assert!(
+                super::super::UPSTREAM_RESPONSE_FIELDS.contains(name),
+                "{name}"
+            );
+        }
     }
 
     #[test]
