@@ -284,43 +284,84 @@ impl Sink {
 
 /// Records wait at most this long in memory before they are written.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(10);
-/// A batch this large is written at once, without waiting for the interval.
+/// A batch this large wakes the flusher at once, without waiting for the interval.
 const FLUSH_BYTES: usize = 64 * 1024;
+/// Past this much unwritten (the sink is slower than records arrive), the thread recording a
+/// request writes the batch itself: auditing then slows requests down instead of dropping
+/// records or holding an unbounded batch.
+const MAX_PENDING: usize = 4 * 1024 * 1024;
 /// After this long without records the flusher sleeps until the next one.
 const IDLE_AFTER: Duration = Duration::from_secs(1);
 
-/// The sink and the records not yet written to it.
-struct Buffered {
-    sink: Option<(AuditConfig, Sink)>,
-    pending: Vec<u8>,
-}
-
-impl Buffered {
-    fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        if let Some((_, sink)) = &mut self.sink {
-            sink.write(&self.pending);
-        }
-        self.pending.clear();
-    }
+/// Records not written yet, and the sink configuration they were recorded for.
+struct Pending {
+    config: Option<AuditConfig>,
+    lines: Vec<u8>,
 }
 
 struct Shared {
-    state: Mutex<Buffered>,
+    /// Held only to append a record or to take the batch: never across I/O.
+    pending: Mutex<Pending>,
+    /// The open sink (for `pending.config`), held while a batch is written to it, so batches
+    /// reach it whole and in order. Lock order: `sink`, then `pending`.
+    sink: Mutex<Option<Sink>>,
     /// The flusher sleeps until a record arrives (no records for [`IDLE_AFTER`]).
     flusher_idle: AtomicBool,
     closed: AtomicBool,
 }
 
+impl Shared {
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sink(&self) -> std::sync::MutexGuard<'_, Option<Sink>> {
+        self.sink.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write the pending batch to the sink, swapping it with `spare` (an empty buffer that keeps
+    /// its capacity) so the lock on the batch is held only for the swap. Whether there was one.
+    fn write_pending(&self, spare: &mut Vec<u8>) -> bool {
+        let mut sink = self.sink();
+        {
+            let mut pending = self.pending();
+            if pending.lines.is_empty() {
+                return false;
+            }
+            std::mem::swap(&mut pending.lines, spare);
+        }
+        if let Some(sink) = sink.as_mut() {
+            sink.write(spare);
+        }
+        spare.clear();
+        true
+    }
+
+    /// Point the log at `config`'s sink: lines recorded for the previous one go there first.
+    /// Returns the batch, locked, with `config` current.
+    fn switch(&self, config: &AuditConfig) -> std::sync::MutexGuard<'_, Pending> {
+        let mut sink = self.sink();
+        let mut pending = self.pending();
+        if pending.config.as_ref() != Some(config) {
+            if let Some(old) = sink.as_mut() {
+                old.write(&pending.lines);
+            }
+            pending.lines.clear();
+            *sink = Some(Sink::open(config));
+            pending.config = Some(config.clone());
+        }
+        pending
+    }
+}
+
 /// Writes audit records to the configured sink; reopens it when the configuration changes.
 ///
 /// Every record is written, in order, one JSON line each. Lines are collected in memory and
-/// written in batches — at most [`FLUSH_INTERVAL`] after they were recorded, at once when a
-/// batch reaches [`FLUSH_BYTES`], and when the log is dropped (shutdown) — so a busy gateway
-/// makes one `write` per batch instead of one per request. A crash can lose the last
-/// [`FLUSH_INTERVAL`] of records.
+/// written in batches by a flusher thread — at most [`FLUSH_INTERVAL`] after they were
+/// recorded, at once when a batch reaches [`FLUSH_BYTES`], and when the log is dropped
+/// (shutdown) — so a busy gateway makes one `write` per batch instead of one per request, and
+/// the request workers never wait for the disk (unless it falls [`MAX_PENDING`] behind). A
+/// crash can lose the last [`FLUSH_INTERVAL`] of records.
 pub struct AuditLog {
     shared: Arc<Shared>,
     flusher: Option<std::thread::Thread>,
@@ -330,10 +371,11 @@ impl AuditLog {
     /// An audit log with no sink until the first record (the sink follows the config).
     pub fn new() -> Self {
         let shared = Arc::new(Shared {
-            state: Mutex::new(Buffered {
-                sink: None,
-                pending: Vec::new(),
+            pending: Mutex::new(Pending {
+                config: None,
+                lines: Vec::new(),
             }),
+            sink: Mutex::new(None),
             flusher_idle: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
@@ -349,56 +391,59 @@ impl AuditLog {
 
     /// Write one record to the sink `config` names.
     pub fn write(&self, config: &AuditConfig, record: &AuditRecord) {
+        let mut pending = self.shared.pending();
+        if pending.config.as_ref() != Some(config) {
+            drop(pending);
+            pending = self.shared.switch(config);
+        }
         if matches!(config, AuditConfig::None) {
-            let mut state = self.lock();
-            if state.sink.as_ref().is_none_or(|(c, _)| c != config) {
-                state.flush();
-                state.sink = Some((config.clone(), Sink::None));
-            }
             return;
         }
-        let mut state = self.lock();
-        if state.sink.as_ref().is_none_or(|(c, _)| c != config) {
-            // Lines recorded for the previous sink go there first.
-            state.flush();
-            state.sink = Some((config.clone(), Sink::open(config)));
-        }
         // Serialized straight into the batch (no copy): a line is a microsecond of work.
-        record.write_json(&mut state.pending);
-        state.pending.push(b'\n');
-        if self.flusher.is_none() || state.pending.len() >= FLUSH_BYTES {
-            state.flush();
-        }
-        drop(state);
-        if let Some(t) = &self.flusher
-            && self.shared.flusher_idle.swap(false, Ordering::AcqRel)
-        {
-            t.unpark();
+        record.write_json(&mut pending.lines);
+        pending.lines.push(b'\n');
+        let size = pending.lines.len();
+        drop(pending);
+        match &self.flusher {
+            None => {
+                self.shared.write_pending(&mut Vec::new());
+            }
+            Some(_) if size >= MAX_PENDING => {
+                self.shared.write_pending(&mut Vec::new());
+            }
+            Some(t) => {
+                // Read first: the flag is shared by every worker, and nearly always false.
+                let idle = self.shared.flusher_idle.load(Ordering::Acquire)
+                    && self.shared.flusher_idle.swap(false, Ordering::AcqRel);
+                if idle || size >= FLUSH_BYTES {
+                    t.unpark();
+                }
+            }
         }
     }
 
     /// Write every record recorded so far.
     pub fn flush(&self) {
-        self.lock().flush();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Buffered> {
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.write_pending(&mut Vec::new());
     }
 }
 
-/// The flusher thread: write what is pending every [`FLUSH_INTERVAL`]; sleep while idle.
+/// The flusher thread: write what is pending every [`FLUSH_INTERVAL`] (or when woken for a full
+/// batch); sleep while idle.
 fn flush_loop(shared: &Shared) {
+    let mut spare = Vec::new();
     let mut last_record = Instant::now();
     while !shared.closed.load(Ordering::Acquire) {
         std::thread::park_timeout(FLUSH_INTERVAL);
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-        if !state.pending.is_empty() {
-            state.flush();
+        if shared.write_pending(&mut spare) {
             last_record = Instant::now();
         } else if last_record.elapsed() > IDLE_AFTER {
             shared.flusher_idle.store(true, Ordering::Release);
-            drop(state);
+            // A record appended before the flag was set would wait for the next one: look again.
+            if !shared.pending().lines.is_empty() {
+                shared.flusher_idle.store(false, Ordering::Release);
+                continue;
+            }
             // A writer that sees `flusher_idle` unparks us; an unpark before this park makes it
             // return at once, so no record waits for the next one.
             while shared.flusher_idle.load(Ordering::Acquire)
@@ -462,6 +507,97 @@ mod tests {
             upstream_status: Some(502),
             latency_ms: 0.123,
         }
+    }
+
+    fn file(dir: &tempfile::TempDir, name: &str) -> (AuditConfig, std::path::PathBuf) {
+        let path = dir.path().join(name);
+        let config = AuditConfig::File {
+            path: path.to_string_lossy().into_owned(),
+        };
+        (config, path)
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+        // A batch being written may end in a partial line: only whole lines count.
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Wait (up to 5 s) for the flusher to write `n` records to `path`, without flushing.
+    fn until_written(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = lines(path);
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn records_from_many_threads_are_all_written_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, path) = file(&dir, "audit.jsonl");
+        let log = Arc::new(AuditLog::new());
+        // Enough for many full batches (a record is ~100 bytes here).
+        let (threads, each) = (4, 5_000);
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (log, config) = (log.clone(), config.clone());
+                std::thread::spawn(move || {
+                    for i in 0..each {
+                        let r = AuditRecord::start(format!("{t}-{i}"), "POST", "/mcp");
+                        log.write(&config, &r);
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().for_each(|w| w.join().unwrap());
+        let got = until_written(&path, threads * each);
+        assert_eq!(got.len(), threads * each, "every record, none twice");
+        let mut next = vec![0; threads];
+        for line in &got {
+            let (t, i) = line["request_id"]
+                .as_str()
+                .unwrap()
+                .split_once('-')
+                .unwrap();
+            let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, next[t], "thread {t}'s records in the order recorded");
+            next[t] += 1;
+        }
+    }
+
+    #[test]
+    fn a_new_sink_gets_only_the_records_made_for_it_and_an_idle_flusher_wakes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, a_path) = file(&dir, "a.jsonl");
+        let (b, b_path) = file(&dir, "b.jsonl");
+        let log = AuditLog::new();
+        log.write(&a, &AuditRecord::start("a1".into(), "POST", "/mcp"));
+        log.write(&b, &AuditRecord::start("b1".into(), "POST", "/mcp"));
+        log.write(
+            &AuditConfig::None,
+            &AuditRecord::start("n".into(), "POST", "/mcp"),
+        );
+        log.write(&a, &AuditRecord::start("a2".into(), "POST", "/mcp"));
+        let ids = |v: Vec<serde_json::Value>| -> Vec<String> {
+            v.iter()
+                .map(|l| l["request_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids(until_written(&a_path, 2)), ["a1", "a2"]);
+        assert_eq!(ids(lines(&b_path)), ["b1"]);
+        // Past IDLE_AFTER the flusher sleeps; the next record wakes it (no flush() here).
+        std::thread::sleep(IDLE_AFTER + Duration::from_millis(300));
+        assert!(log.shared.flusher_idle.load(Ordering::Acquire));
+        log.write(&a, &AuditRecord::start("a3".into(), "POST", "/mcp"));
+        assert_eq!(ids(until_written(&a_path, 3)), ["a1", "a2", "a3"]);
     }
 
     /// The hand-written line is byte for byte what serde writes: same order, same optional
