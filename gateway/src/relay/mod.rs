@@ -65,7 +65,8 @@ pub(crate) static UPSTREAM_RESPONSE_FIELDS: [HeaderName; 9] = [
     header::CONNECTION,
 ];
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static UPSTREAM_SESSION_ID: HeaderName = HeaderName::from_static(MCP_SESSION_ID);
 
 /// Everything known about the request being relayed.
 pub struct Call<'a> {
@@ -176,44 +177,37 @@ pub async fn relay(
     };
 
     // === upstream request ===
-    let mut up = Request::new(upstream_body);
-    *up.method_mut() = parts.method.clone();
-    *up.uri_mut() = route.upstream.uri.clone();
-    let h = up.headers_mut();
-    // One pass over the client's headers, keeping only the allow-listed ones.
-    let mut last = None;
-    for (name, v) in parts.headers {
-        let name = match name {
-            Some(n) => {
-                last = FORWARDED_REQUEST_HEADERS.iter().find(|f| **f == n);
-                n
-            }
-            None => match last {
-                Some(n) => n.clone(),
-                None => continue,
-            },
-        };
-        if last.is_some() {
-            h.append(name, v);
+    // The client's allow-listed fields (never a trust provider's credential header), then the
+    // gateway's own, each replacing any field of its name.
+    let request_id = HeaderValue::from_str(&call.audit.request_id).ok();
+    let upstream_session = call
+        .session
+        .as_ref()
+        .and_then(|(_, claims)| HeaderValue::from_str(&claims.upstream).ok());
+    let own = [
+        request_id.as_ref().map(|v| (&X_REQUEST_ID, v)),
+        upstream_session.as_ref().map(|v| (&UPSTREAM_SESSION_ID, v)),
+        credential.as_ref().map(|(n, v)| (n, v)),
+    ];
+    let mut fields = Vec::with_capacity(parts.headers.len() + own.len());
+    for (name, value) in &parts.headers {
+        if FORWARDED_REQUEST_HEADERS.contains(name)
+            && !call.snapshot.authn.credential_headers().any(|c| c == name)
+        {
+            fields.push((name, value));
         }
     }
-    for cred_header in call.snapshot.authn.credential_headers() {
-        h.remove(cred_header);
+    for (name, value) in own.into_iter().flatten() {
+        fields.retain(|(n, _)| *n != name);
+        fields.push((name, value));
     }
-    if let Ok(v) = HeaderValue::from_str(&call.audit.request_id) {
-        h.insert(X_REQUEST_ID, v);
-    }
-    if let Some((_, claims)) = &call.session
-        && let Ok(v) = HeaderValue::from_str(&claims.upstream)
-    {
-        h.insert(MCP_SESSION_ID, v);
-    }
-    if let Some((name, value)) = credential {
-        h.insert(name, value);
-    }
+    let up = upstream::Outbound {
+        method: &parts.method,
+        fields,
+        body: upstream_body,
+    };
 
     let upstream = &route.upstream;
-    let method = parts.method;
     let sent = tokio::time::timeout(upstream.request_timeout, upstream.send(up)).await;
     let resp = match sent {
         Err(_) => {
@@ -277,7 +271,7 @@ pub async fn relay(
             oh.insert(MCP_SESSION_ID, v);
         }
     }
-    if method == Method::DELETE && status.is_success() && call.session.is_some() {
+    if parts.method == Method::DELETE && status.is_success() && call.session.is_some() {
         call.gateway.metrics.active_sessions.dec();
     }
 

@@ -44,6 +44,14 @@ pub struct Upstream {
     pub idle_timeout: Duration,
 }
 
+/// A request for an upstream, as the relay builds it: no `HeaderMap` of its own, just the
+/// fields to send, in order (the client's allow-listed ones, then the gateway's).
+pub struct Outbound<'a> {
+    pub method: &'a http::Method,
+    pub fields: Vec<(&'a http::HeaderName, &'a HeaderValue)>,
+    pub body: Bytes,
+}
+
 impl Upstream {
     /// Build the client for `server`.
     pub fn new(server: &ServerConfig, secrets: &SecretValues) -> Result<Self, String> {
@@ -136,16 +144,32 @@ impl Upstream {
     }
 
     /// Send a request for [`Self::uri`] (the caller applies the request timeout).
-    pub async fn send(&self, req: Request<Bytes>) -> Result<Response<UpstreamBody>, SendError> {
+    pub async fn send(&self, req: Outbound<'_>) -> Result<Response<UpstreamBody>, SendError> {
         match &self.client {
             Transport::Plain(pool) => pool.send(req).await,
             // Boxed: hyper's client future is large, and HTTPS upstreams are the rarer case.
-            Transport::Tls(client) => match Box::pin(client.request(req.map(Full::new))).await {
-                Ok(r) => Ok(r.map(|body| UpstreamBody(Inner::Plain(body)))),
-                Err(e) if e.is_connect() => Err(SendError::Connect(e.to_string())),
-                Err(e) => Err(SendError::Request(e.to_string())),
-            },
+            Transport::Tls(client) => {
+                match Box::pin(client.request(self.http_request(req))).await {
+                    Ok(r) => Ok(r.map(|body| UpstreamBody(Inner::Plain(body)))),
+                    Err(e) if e.is_connect() => Err(SendError::Connect(e.to_string())),
+                    Err(e) => Err(SendError::Request(e.to_string())),
+                }
+            }
         }
+    }
+}
+
+impl Upstream {
+    /// `req` as an `http::Request` for hyper's client (HTTPS upstreams).
+    fn http_request(&self, req: Outbound<'_>) -> Request<Full<Bytes>> {
+        let mut r = Request::new(Full::new(req.body));
+        *r.method_mut() = req.method.clone();
+        *r.uri_mut() = self.uri.clone();
+        let h = r.headers_mut();
+        for (name, value) in req.fields {
+            h.append(name.clone(), value.clone());
+        }
+        r
     }
 }
 
@@ -275,7 +299,8 @@ impl H1Pool {
     }
 
     /// The request's head (and its body, when small) as written on the wire.
-    fn encode(&self, parts: &http::request::Parts, body: &Bytes) -> Vec<u8> {
+    fn encode(&self, req: &Outbound<'_>) -> Vec<u8> {
+        let body = &req.body;
         let mut out = Vec::with_capacity(
             512 + if body.len() <= COALESCE {
                 body.len()
@@ -283,13 +308,13 @@ impl H1Pool {
                 0
             },
         );
-        out.extend_from_slice(parts.method.as_str().as_bytes());
+        out.extend_from_slice(req.method.as_str().as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(self.host.as_bytes());
         out.extend_from_slice(b"\r\n");
-        for (name, value) in &parts.headers {
+        for &(name, value) in &req.fields {
             if matches!(
                 *name,
                 http::header::HOST
@@ -303,7 +328,7 @@ impl H1Pool {
             }
             crate::http1::push_field(&mut out, name, value);
         }
-        if !body.is_empty() || !matches!(parts.method, http::Method::GET | http::Method::DELETE) {
+        if !body.is_empty() || !matches!(*req.method, http::Method::GET | http::Method::DELETE) {
             out.extend_from_slice(b"content-length: ");
             crate::http1::push_decimal(&mut out, body.len() as u64);
             out.extend_from_slice(b"\r\n");
@@ -317,12 +342,11 @@ impl H1Pool {
 
     async fn send(
         self: &Arc<Self>,
-        req: Request<Bytes>,
+        req: Outbound<'_>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let (parts, body) = req.into_parts();
-        let wire = self.encode(&parts, &body);
-        let rest = if body.len() > COALESCE {
-            &body[..]
+        let wire = self.encode(&req);
+        let rest = if req.body.len() > COALESCE {
+            &req.body[..]
         } else {
             &[]
         };
@@ -583,10 +607,14 @@ mod tests {
         Arc::new(H1Pool::new(&uri, Duration::from_secs(1)).unwrap())
     }
 
-    fn post(body: &'static str) -> Request<Bytes> {
-        Request::post("http://ignored/")
-            .body(Bytes::from_static(body.as_bytes()))
-            .unwrap()
+    static POST: http::Method = http::Method::POST;
+
+    fn post(body: &'static str) -> Outbound<'static> {
+        Outbound {
+            method: &POST,
+            fields: Vec::new(),
+            body: Bytes::from_static(body.as_bytes()),
+        }
     }
 
     async fn text(r: Response<UpstreamBody>) -> String {
@@ -735,23 +763,29 @@ mod tests {
             Duration::from_secs(1),
         )
         .unwrap();
-        let mut req = post("{}");
-        for (k, v) in [
+        let fields: Vec<(http::HeaderName, HeaderValue)> = [
             ("accept", "application/json"),
             ("connection", "upgrade"),
             ("host", "evil"),
             ("content-length", "99"),
-        ] {
-            req.headers_mut().append(k, v.parse().unwrap());
-        }
-        let (parts, body) = req.into_parts();
-        let wire = String::from_utf8(pool.encode(&parts, &body)).unwrap();
+            ("x-request-id", "r1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+        .collect();
+        let mut req = post("{}");
+        req.fields = fields.iter().map(|(k, v)| (k, v)).collect();
+        let wire = String::from_utf8(pool.encode(&req)).unwrap();
         assert_eq!(
             wire,
-            "POST /mcp?x=1 HTTP/1.1\r\nhost: up:8000\r\naccept: application/json\r\ncontent-length: 2\r\n\r\n{}"
+            "POST /mcp?x=1 HTTP/1.1\r\nhost: up:8000\r\naccept: application/json\r\nx-request-id: r1\r\ncontent-length: 2\r\n\r\n{}"
         );
-        let get = Request::get("/").body(Bytes::new()).unwrap().into_parts().0;
-        let wire = String::from_utf8(pool.encode(&get, &Bytes::new())).unwrap();
+        let get = Outbound {
+            method: &http::Method::GET,
+            fields: Vec::new(),
+            body: Bytes::new(),
+        };
+        let wire = String::from_utf8(pool.encode(&get)).unwrap();
         assert_eq!(wire, "GET /mcp?x=1 HTTP/1.1\r\nhost: up:8000\r\n\r\n");
     }
 }
