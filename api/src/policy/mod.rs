@@ -22,9 +22,9 @@ use crate::config::PolicyConfig;
 use crate::identity::{AgentIdentity, UserIdentity};
 use crate::refs::ObjectKey;
 use chrono::{DateTime, Utc};
+use foldhash::HashMap;
 use index::ServerPolicies;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::fmt;
 
 /// What the agent is trying to do.
@@ -163,7 +163,7 @@ impl PolicySet {
     pub fn new(policies: &[PolicyConfig]) -> Result<Self, Vec<PolicyError>> {
         let mut sorted: Vec<&PolicyConfig> = policies.iter().collect();
         sorted.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut servers: HashMap<ObjectKey, Vec<matching::CompiledPolicy>> = HashMap::new();
+        let mut servers: HashMap<ObjectKey, Vec<matching::CompiledPolicy>> = HashMap::default();
         let mut errors = Vec::new();
         for p in sorted {
             match matching::CompiledPolicy::compile(p) {

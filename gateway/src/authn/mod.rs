@@ -30,7 +30,8 @@ use http::{HeaderMap, HeaderName};
 use jwt::{JsonFetcher, JwtSettings, JwtVerifier, Mapping, TokenError};
 use mtls::{IdentityFrom, MtlsProvider, PeerCertificates};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+// foldhash: seeded, and faster than SipHash for the per-request API-key digest lookup.
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use token_review::{ReviewCache, TokenReviewer};
@@ -185,7 +186,7 @@ impl Authenticator {
                     let entries = secrets.whole(keys).ok_or_else(|| {
                         format!("TrustProvider {}: {keys} is not available", tp.name)
                     })?;
-                    let mut map = HashMap::new();
+                    let mut map = HashMap::default();
                     for (principal, value) in entries {
                         let text = std::str::from_utf8(value).unwrap_or_default().trim();
                         let digest = text
