@@ -600,7 +600,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, StatusCode> {
     let mut close = http10;
     let mut expect_continue = false;
     for field in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(bad)?;
+        let name = field_name(field.name.as_bytes())?;
         let value = HeaderValue::from_bytes(field.value).map_err(bad)?;
         if name == header::CONTENT_LENGTH {
             let n = parse_length(field.value).ok_or(StatusCode::BAD_REQUEST)?;
@@ -661,6 +661,34 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, StatusCode> {
         expect_continue: expect_continue && framing != Framing::Length(0),
         http10,
     }))
+}
+
+/// A request field's name (httparse has checked it is a token). Names sent with nearly every
+/// MCP request are matched by length, then bytes, before `HeaderName::from_bytes` (which
+/// lowercases each name into a scratch buffer, and allocates for a non-standard one).
+fn field_name(raw: &[u8]) -> Result<HeaderName, StatusCode> {
+    let is = |name: &str| raw.eq_ignore_ascii_case(name.as_bytes());
+    let known = match raw.len() {
+        4 if is("host") => header::HOST,
+        6 if is("accept") => header::ACCEPT,
+        6 if is("origin") => header::ORIGIN,
+        6 if is("cookie") => header::COOKIE,
+        9 if is("x-api-key") => HeaderName::from_static("x-api-key"),
+        10 if is("user-agent") => header::USER_AGENT,
+        10 if is("connection") => header::CONNECTION,
+        10 if is("tracestate") => HeaderName::from_static("tracestate"),
+        11 if is("traceparent") => HeaderName::from_static("traceparent"),
+        12 if is("content-type") => header::CONTENT_TYPE,
+        13 if is("authorization") => header::AUTHORIZATION,
+        13 if is("last-event-id") => HeaderName::from_static("last-event-id"),
+        14 if is("content-length") => header::CONTENT_LENGTH,
+        14 if is("mcp-session-id") => HeaderName::from_static("mcp-session-id"),
+        15 if is("accept-encoding") => header::ACCEPT_ENCODING,
+        17 if is("transfer-encoding") => header::TRANSFER_ENCODING,
+        20 if is("mcp-protocol-version") => HeaderName::from_static("mcp-protocol-version"),
+        _ => return HeaderName::from_bytes(raw).map_err(bad),
+    };
+    Ok(known)
 }
 
 fn bad<E>(_: E) -> StatusCode {
@@ -1286,6 +1314,28 @@ mod tests {
             .expect("the idle connection is closed at shutdown")
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn field_names_read_as_from_bytes_reads_them() {
+        for raw in [
+            "Host",
+            "X-API-Key",
+            "mcp-protocol-version",
+            "MCP-Session-Id",
+            "X-Custom",
+            "content-lengthx",
+            "tracestat",
+        ] {
+            let ours = field_name(raw.as_bytes()).unwrap();
+            assert_eq!(
+                ours,
+                HeaderName::from_bytes(raw.as_bytes()).unwrap(),
+                "{raw}"
+            );
+            assert_eq!(ours.as_str(), raw.to_ascii_lowercase());
+        }
+        assert!(field_name(b"bad name").is_err());
     }
 
     #[test]

@@ -255,16 +255,26 @@ pub async fn relay(
     let (up_parts, up_body) = resp.into_parts();
     let mut out = Response::builder().status(status);
     let oh = out.headers_mut().expect("fresh builder");
-    for name in &FORWARDED_RESPONSE_HEADERS {
-        if let Some(v) = up_parts.headers.get(name) {
-            oh.insert(name, v.clone());
+    // One pass over the upstream's fields (few: the client keeps only those read here), using
+    // the first value of each name.
+    let mut upstream_sid = None;
+    let mut content_type: &[u8] = b"";
+    let mut previous = None;
+    for (name, value) in &up_parts.headers {
+        // A name's values come one after another.
+        if previous.replace(name) == Some(name) {
+            continue;
+        }
+        if *name == UPSTREAM_SESSION_ID {
+            upstream_sid = value.to_str().ok();
+        } else if FORWARDED_RESPONSE_HEADERS.contains(name) {
+            if *name == header::CONTENT_TYPE {
+                content_type = value.as_bytes();
+            }
+            oh.insert(name, value.clone());
         }
     }
-    if let Some(upstream_sid) = up_parts
-        .headers
-        .get(MCP_SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(upstream_sid) = upstream_sid {
         let token = session_token(&call, upstream_sid);
         call.audit.session = Some(session::digest(&token));
         if let Ok(v) = HeaderValue::from_str(&token) {
@@ -278,11 +288,6 @@ pub async fn relay(
     let pending = message
         .filter(|m| m.kind == Kind::Request)
         .and_then(|m| Some((m.id?, m.method)));
-    let content_type = up_parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
     let is_sse = starts_with_ignore_case(content_type, b"text/event-stream");
     let may_rewrite = pending
         .as_ref()
