@@ -517,9 +517,9 @@ async fn front(
 fn request_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let n = rand::random::<u64>();
-    (0..16)
-        .map(|i| char::from(HEX[((n >> (60 - 4 * i)) & 0xf) as usize]))
-        .collect()
+    let mut id = String::with_capacity(16);
+    id.extend((0..16).map(|i| char::from(HEX[((n >> (60 - 4 * i)) & 0xf) as usize])));
+    id
 }
 
 /// What the front of the pipeline produced.

@@ -100,7 +100,9 @@ impl Bucket {
     }
 
     fn lookup(&self, req: &Request<'_>) -> Vec<u32> {
-        let mut out = self.always.clone();
+        // Room for the usual few matches: one allocation, no growth.
+        let mut out = Vec::with_capacity(self.always.len() + 8);
+        out.extend_from_slice(&self.always);
         let mut add = |map: &Postings, k: &str| {
             if let Some(list) = map.get(k) {
                 out.extend_from_slice(list);
