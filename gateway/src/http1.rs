@@ -26,6 +26,7 @@ use crate::body::{Body, RequestBody};
 use crate::listener::Handler;
 use crate::relay::socket_body::{Decoder, Framing, read_some};
 use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -83,7 +84,7 @@ pub async fn serve<IO>(
     io: IO,
     handler: &Handler,
     options: &Options,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> io::Result<Served<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -93,9 +94,14 @@ where
         rd: BytesMut::new(),
         read_closed: false,
     };
+    // One idle timer and one shutdown watch for the connection's life, re-armed for each wait:
+    // a fresh timer and watch registration per request cost ~1k instructions (the timer is
+    // moved to a later deadline in place).
+    let mut idle = std::pin::pin!(tokio::time::sleep(IDLE_TIMEOUT));
+    let mut stop = std::pin::pin!(until_shutdown_owned(shutdown.clone()).fuse());
     let mut first = true;
     loop {
-        let head = match conn.read_head(first, &mut shutdown).await? {
+        let head = match conn.read_head(first, idle.as_mut(), stop.as_mut()).await? {
             Next::Request(head) => head,
             Next::Close => break,
             Next::Http2 => {
@@ -222,7 +228,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     async fn read_head(
         &mut self,
         first: bool,
-        shutdown: &mut watch::Receiver<bool>,
+        mut idle: Pin<&mut tokio::time::Sleep>,
+        mut stop: Pin<&mut impl Future<Output = ()>>,
     ) -> io::Result<Next> {
         let mut deadline = None;
         // How far `rd` was searched for the head's end: a head sent a byte at a time is
@@ -252,13 +259,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             }
             let n = match deadline {
                 // Idle between requests: shutdown closes the connection.
-                None => tokio::select! {
-                    r = tokio::time::timeout(IDLE_TIMEOUT, self.fill()) => match r {
-                        Ok(r) => r,
-                        Err(_) => return Ok(Next::Close),
-                    },
-                    () = until_shutdown(shutdown) => return Ok(Next::Close),
-                },
+                None => {
+                    idle.as_mut().reset(Instant::now() + IDLE_TIMEOUT);
+                    tokio::select! {
+                        r = self.fill() => r,
+                        () = idle.as_mut() => return Ok(Next::Close),
+                        () = stop.as_mut() => return Ok(Next::Close),
+                    }
+                }
                 Some(at) => match tokio::time::timeout_at(at, self.fill()).await {
                     Ok(r) => r,
                     Err(_) => return Ok(Next::Refuse(StatusCode::REQUEST_TIMEOUT)),
@@ -561,6 +569,11 @@ pub async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
     if shutdown.wait_for(|stop| *stop).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// [`until_shutdown`] owning its receiver, to be kept across requests.
+async fn until_shutdown_owned(mut shutdown: watch::Receiver<bool>) {
+    until_shutdown(&mut shutdown).await
 }
 
 /// Parse a request head from the front of `buf`: `Ok(None)` while it is incomplete, `Err` with
@@ -1314,6 +1327,42 @@ mod tests {
             .expect("the idle connection is closed at shutdown")
             .unwrap();
         assert_eq!(n, 0);
+    }
+
+    /// The idle limit counts from the end of the last exchange: a client that keeps asking
+    /// within it keeps its connection however long that goes on; one that goes quiet loses it.
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_limit_restarts_with_every_request() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let handler: Handler = Arc::new(|_req| {
+            Box::pin(async { http::Response::new(crate::body::full(Bytes::from_static(b"ok"))) })
+        });
+        let (_stop, shutdown) = watch::channel(false);
+        let options = Options {
+            max_body: 1024,
+            peer: None,
+        };
+        let served = tokio::spawn(async move { serve(server, &handler, &options, shutdown).await });
+        let mut buf = [0u8; 1024];
+        for _ in 0..4 {
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+            // Four pauses just short of the limit: well past it in all.
+            tokio::time::sleep(IDLE_TIMEOUT - Duration::from_secs(5)).await;
+        }
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = client.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(1)).await;
+        assert_eq!(client.read(&mut buf).await.unwrap(), 0, "closed when idle");
+        assert!(matches!(served.await.unwrap(), Ok(Served::Done)));
     }
 
     #[test]
