@@ -104,10 +104,15 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 
 /// A JSON string's value; `None` for any other JSON.
 fn as_string(raw: &RawValue) -> Option<String> {
-    raw.get()
-        .starts_with('"')
-        .then(|| serde_json::from_str(raw.get()).ok())
-        .flatten()
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return None;
+    }
+    // A valid JSON string (serde_json checked it) without escapes is its own text.
+    if !text.contains('\\') {
+        return Some(text[1..text.len() - 1].to_string());
+    }
+    serde_json::from_str(text).ok()
 }
 
 /// Parse the body of a POST. `header_version` is the `MCP-Protocol-Version` header.
@@ -324,6 +329,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.tool.as_deref(), Some("echo"), "escapes are decoded");
+        let u = parse(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"naïve_€"}}"#
+                .as_bytes(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(u.tool.as_deref(), Some("naïve_€"), "non-ASCII as sent");
         assert_eq!(a.arguments(), Some(&Value::Null));
         assert!(matches!(
             parse(br#""just a string""#, None),
