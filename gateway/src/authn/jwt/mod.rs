@@ -159,10 +159,21 @@ impl JwtVerifier {
 
     /// Whether this token claims to come from this provider's issuer (cheap pre-check, unverified).
     pub fn claims_issuer(token: &str) -> Option<String> {
+        /// Only `iss` is read (the other claims are skipped, not built into a `Value`); a
+        /// payload naming it twice is ambiguous and has no issuer.
+        #[derive(serde::Deserialize)]
+        struct Issuer<'a> {
+            #[serde(borrow)]
+            iss: std::borrow::Cow<'a, str>,
+        }
         let payload = token.split('.').nth(1)?;
         let bytes = base64_url_decode(payload)?;
-        let v: Value = serde_json::from_slice(&bytes).ok()?;
-        v.get("iss")?.as_str().map(str::to_string)
+        // Claims are an object (a struct would also take an array, by position).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return None;
+        }
+        let claims: Issuer<'_> = serde_json::from_slice(&bytes).ok()?;
+        Some(claims.iss.into_owned())
     }
 
     /// Verify a bearer token at `now` (seconds since the epoch).

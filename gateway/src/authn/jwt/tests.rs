@@ -264,3 +264,29 @@ async fn idp_down_with_no_keys_fails_closed() {
         Err(TokenError::Unavailable(_))
     ));
 }
+
+#[test]
+fn the_claimed_issuer_is_read_from_the_payload_alone() {
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let token = |payload: &str| format!("{}.{}.sig", b64(r#"{"alg":"RS256"}"#), b64(payload));
+    let iss = |payload: &str| JwtVerifier::claims_issuer(&token(payload));
+    assert_eq!(
+        iss(r#"{"sub":"u1","iss":"https://idp.example","aud":["a","b"],"x":{"y":[1]}}"#).as_deref(),
+        Some("https://idp.example")
+    );
+    assert_eq!(
+        iss(r#"{"iss":"https:\/\/idp.example\u002f"}"#).as_deref(),
+        Some("https://idp.example/"),
+        "escapes are decoded"
+    );
+    for no_issuer in [
+        r#"{"sub":"u1"}"#,
+        r#"{"iss":7}"#,
+        r#"{"iss":"https://a","iss":"https://b"}"#,
+        r#"["iss"]"#,
+        "not json",
+    ] {
+        assert_eq!(iss(no_issuer), None, "{no_issuer}");
+    }
+    assert_eq!(JwtVerifier::claims_issuer("no-dots"), None);
+}
