@@ -412,12 +412,9 @@ impl AuditLog {
         let size = pending.lines.len();
         drop(pending);
         match &self.flusher {
-            None => {
-                self.shared.write_pending(&mut Vec::new());
-            }
-            Some(_) if size >= MAX_PENDING => {
-                self.shared.write_pending(&mut Vec::new());
-            }
+            // No flusher, or one the sink has left behind: this thread writes.
+            None => self.flush(),
+            Some(_) if size >= MAX_PENDING => self.flush(),
             Some(t) => {
                 // Read first: the flag is shared by every worker, and nearly always false.
                 let idle = self.shared.flusher_idle.load(Ordering::Acquire)

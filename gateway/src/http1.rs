@@ -1344,22 +1344,22 @@ mod tests {
         };
         let served = tokio::spawn(async move { serve(server, &handler, &options, shutdown).await });
         let mut buf = [0u8; 1024];
-        for _ in 0..4 {
+        // Five requests with four pauses just short of the limit between them: well past it in all.
+        for pause in [IDLE_TIMEOUT - Duration::from_secs(5); 4]
+            .into_iter()
+            .map(Some)
+            .chain([None])
+        {
             client
                 .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 .await
                 .unwrap();
             let n = client.read(&mut buf).await.unwrap();
             assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-            // Four pauses just short of the limit: well past it in all.
-            tokio::time::sleep(IDLE_TIMEOUT - Duration::from_secs(5)).await;
+            if let Some(pause) = pause {
+                tokio::time::sleep(pause).await;
+            }
         }
-        client
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let n = client.read(&mut buf).await.unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
         tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(1)).await;
         assert_eq!(client.read(&mut buf).await.unwrap(), 0, "closed when idle");
         assert!(matches!(served.await.unwrap(), Ok(Served::Done)));
