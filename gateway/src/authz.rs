@@ -7,6 +7,7 @@ use chrono::Utc;
 use gatehouse_api::policy::{Decision, Operation, PolicySet, Request};
 use gatehouse_api::refs::ObjectKey;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Decide one operation.
 pub fn decide(
@@ -14,7 +15,7 @@ pub fn decide(
     server: &ObjectKey,
     who: &Identity,
     operation: Operation<'_>,
-    arguments: Option<&Value>,
+    arguments: Option<&RawValue>,
 ) -> Decision {
     policies.decide(&Request {
         user: who.user.as_ref(),

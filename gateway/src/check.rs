@@ -239,7 +239,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         return Ok(EXIT_INVALID);
     };
     let arguments = match &args.arguments {
-        Some(a) => match serde_json::from_str::<serde_json::Value>(a) {
+        Some(a) => match serde_json::from_str::<Box<serde_json::value::RawValue>>(a) {
             Ok(v) => Some(v),
             Err(e) => {
                 writeln!(out, "error: --arguments is not JSON: {e}")?;
@@ -262,7 +262,7 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         agent: agent.as_ref(),
         server,
         operation,
-        arguments: arguments.as_ref(),
+        arguments: arguments.as_deref(),
         now: Utc::now(),
     });
     writeln!(

@@ -9,6 +9,7 @@
 use crate::error::GatewayError;
 use gatehouse_api::policy::Operation;
 use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -41,14 +42,14 @@ pub struct ClientMessage {
     pub resource: Option<String>,
     /// `prompts/get` prompt name.
     pub prompt: Option<String>,
-    /// `params.arguments` (tool or prompt arguments), for policy conditions.
-    pub arguments: Option<Value>,
+    /// `params.arguments` (tool or prompt arguments) as sent, for policy conditions.
+    pub arguments: Option<Box<RawValue>>,
 }
 
 impl ClientMessage {
     /// Tool or prompt arguments.
-    pub fn arguments(&self) -> Option<&Value> {
-        self.arguments.as_ref()
+    pub fn arguments(&self) -> Option<&RawValue> {
+        self.arguments.as_deref()
     }
 
     /// The policy operation, with `tool` being the server's own name for the tool.
@@ -67,9 +68,10 @@ impl ClientMessage {
     }
 }
 
-/// The members of a JSON-RPC message the gateway reads, borrowed from the body: nothing is
-/// built for the rest (a `tools/call`'s arguments are parsed on their own). A member given
-/// twice is refused: the gateway and the upstream must not read different ones.
+/// The members of a JSON-RPC message the gateway reads, borrowed from the body in one pass:
+/// nothing is built for the rest (a `tools/call`'s arguments stay JSON text until a policy
+/// condition reads them). A member given twice is refused: the gateway and the upstream must
+/// not read different ones.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow, default, deserialize_with = "present")]
@@ -79,22 +81,98 @@ struct Envelope<'a> {
     #[serde(borrow, default, deserialize_with = "present")]
     method: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    params: Option<&'a RawValue>,
+    params: Option<Params<'a>>,
     #[serde(borrow, default, deserialize_with = "present")]
     result: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     error: Option<&'a RawValue>,
 }
 
-/// The `params` members the gateway reads.
-#[derive(Deserialize)]
+/// The `params` members the gateway reads. Only an object has members: `params` of any other
+/// JSON type reads as none (a struct would also take an array, by position).
+#[derive(Default)]
 struct Params<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
     name: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     uri: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
     arguments: Option<&'a RawValue>,
+    /// A member given twice, refused once the method is known (the error names it).
+    duplicate: Option<&'static str>,
+}
+
+/// The `params` member names the gateway reads.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum ParamsMember {
+    Name,
+    Uri,
+    Arguments,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParamsVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ParamsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ParamsVisitor<'a> {
+    type Value = Params<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON-RPC params")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params<'a>, A::Error> {
+        let mut p = Params::default();
+        while let Some(member) = map.next_key()? {
+            let (slot, name) = match member {
+                ParamsMember::Name => (&mut p.name, "name"),
+                ParamsMember::Uri => (&mut p.uri, "uri"),
+                ParamsMember::Arguments => (&mut p.arguments, "arguments"),
+                ParamsMember::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            let value = map.next_value()?;
+            if slot.replace(value).is_some() {
+                p.duplicate.get_or_insert(name);
+            }
+        }
+        Ok(p)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Params<'a>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Params::default())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
+
+    fn visit_unit<E>(self) -> Result<Params<'a>, E> {
+        Ok(Params::default())
+    }
 }
 
 /// A member that is present, `null` included (`Option` alone would read `null` as absent).
@@ -115,6 +193,26 @@ fn as_string(raw: &RawValue) -> Option<String> {
     serde_json::from_str(text).ok()
 }
 
+/// A JSON-RPC id: `None` for `null`; strings and integers read without building a tree first.
+fn parse_id(raw: &RawValue) -> Result<Option<Value>, GatewayError> {
+    let text = raw.get();
+    if let Some(s) = as_string(raw) {
+        return Ok(Some(Value::String(s)));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(n) = text.parse::<u64>() {
+            return Ok(Some(n.into()));
+        }
+    } else if let Some(digits) = text.strip_prefix('-')
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(n) = text.parse::<i64>()
+    {
+        return Ok(Some(n.into()));
+    }
+    let id: Value = serde_json::from_str(text).map_err(|e| GatewayError::Parse(e.to_string()))?;
+    Ok((!id.is_null()).then_some(id))
+}
+
 /// Parse the body of a POST. `header_version` is the `MCP-Protocol-Version` header.
 pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage, GatewayError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
@@ -131,11 +229,7 @@ pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage,
     })?;
     let id = match envelope.id {
         None => None,
-        Some(raw) => {
-            let id: Value =
-                serde_json::from_str(raw.get()).map_err(|e| GatewayError::Parse(e.to_string()))?;
-            (!id.is_null()).then_some(id)
-        }
+        Some(raw) => parse_id(raw)?,
     };
     if envelope.jsonrpc.and_then(as_string).as_deref() != Some("2.0") {
         return Err(GatewayError::InvalidRequest {
@@ -170,19 +264,13 @@ pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage,
             });
         }
     };
-    // Only an object has members (a struct would also take an array, by position).
-    let params = match envelope.params {
-        Some(raw) if raw.get().starts_with('{') => serde_json::from_str::<Params>(raw.get())
-            .map_err(|e| GatewayError::InvalidParams {
-                id: id.clone(),
-                message: format!("{method}: params: {e}"),
-            })?,
-        _ => Params {
-            name: None,
-            uri: None,
-            arguments: None,
-        },
-    };
+    let params = envelope.params.unwrap_or_default();
+    if let Some(member) = params.duplicate {
+        return Err(GatewayError::InvalidParams {
+            id,
+            message: format!("{method}: params: duplicate field `{member}`"),
+        });
+    }
     let required = |raw: Option<&RawValue>, name: &str| {
         raw.and_then(as_string)
             .ok_or_else(|| GatewayError::InvalidParams {
@@ -201,12 +289,6 @@ pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage,
             _ => {}
         }
     }
-    let arguments = match params.arguments {
-        Some(raw) => {
-            Some(serde_json::from_str(raw.get()).map_err(|e| GatewayError::Parse(e.to_string()))?)
-        }
-        None => None,
-    };
     Ok(ClientMessage {
         kind,
         method,
@@ -214,7 +296,7 @@ pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage,
         tool,
         resource,
         prompt,
-        arguments,
+        arguments: params.arguments.map(RawValue::to_owned),
     })
 }
 
@@ -272,7 +354,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((m.kind, m.tool.as_deref()), (Kind::Request, Some("echo")));
-        assert_eq!(m.arguments().unwrap()["text"], "hi");
+        assert_eq!(m.arguments().unwrap().get(), r#"{"text":"hi"}"#);
         let n = parse(
             br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
             None,
@@ -336,7 +418,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(u.tool.as_deref(), Some("naïve_€"), "non-ASCII as sent");
-        assert_eq!(a.arguments(), Some(&Value::Null));
+        assert_eq!(a.arguments().map(RawValue::get), Some("null"));
         assert!(matches!(
             parse(br#""just a string""#, None),
             Err(GatewayError::InvalidRequest { .. })
@@ -345,6 +427,88 @@ mod tests {
             parse(br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, None),
             Err(GatewayError::InvalidRequest { .. })
         ));
+    }
+
+    /// `params` of any JSON type is read in the same pass as the envelope; only an object's
+    /// own members count (not members nested in its arguments, not array positions).
+    #[test]
+    fn params_of_every_shape() {
+        for params in ["\"echo\"", "7", "-1.5", "true", "null", "[\"echo\",{}]"] {
+            let body =
+                format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{params}}}"#);
+            assert!(
+                matches!(
+                    parse(body.as_bytes(), None),
+                    Err(GatewayError::InvalidParams { .. })
+                ),
+                "params {params}"
+            );
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{params}}}"#);
+            assert_eq!(
+                parse(body.as_bytes(), None).unwrap().method,
+                "ping",
+                "params {params}"
+            );
+        }
+        let m = parse(
+            br#"{"params":{"arguments":{"name":"admin_reset","uri":"x"},"_meta":{"name":"n"},"name":"echo"},"method":"tools/call","id":1,"jsonrpc":"2.0"}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.tool.as_deref(), Some("echo"));
+        assert_eq!(
+            m.arguments().map(RawValue::get),
+            Some(r#"{"name":"admin_reset","uri":"x"}"#)
+        );
+        let e = parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{},"arguments":{"x":1}}}"#,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, GatewayError::InvalidParams { id: Some(_), .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("duplicate field `arguments`"), "{e}");
+    }
+
+    /// Ids keep their JSON type and value; anything but a string or an integer is refused.
+    #[test]
+    fn ids() {
+        for (id, want) in [
+            ("0", serde_json::json!(0)),
+            ("-0", serde_json::json!(0)),
+            ("-42", serde_json::json!(-42)),
+            ("18446744073709551615", serde_json::json!(u64::MAX)),
+            ("-9223372036854775808", serde_json::json!(i64::MIN)),
+            (r#""a\"b""#, serde_json::json!("a\"b")),
+            (r#""""#, serde_json::json!("")),
+        ] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+            assert_eq!(
+                parse(body.as_bytes(), None).unwrap().id,
+                Some(want),
+                "id {id}"
+            );
+        }
+        for id in [
+            "1.0",
+            "1e2",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "{}",
+            "[1]",
+            "true",
+        ] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#);
+            assert!(
+                matches!(
+                    parse(body.as_bytes(), None),
+                    Err(GatewayError::InvalidRequest { .. })
+                ),
+                "id {id}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,25 @@ use gatehouse_tests::procs::{DemoServer, Gateway};
 use gatehouse_tests::{ALICE_KEY, BOB_KEY, DENY_ADMIN, Scratch, UPSTREAM_TOKEN};
 use serde_json::json;
 
+/// Denies `echo` when its text mentions a secret: a condition on the tool's arguments (`has`
+/// keeps it from matching where there are none, as when `tools/list` is filtered).
+const DENY_SECRET_ECHO: &str = r#"apiVersion: gatehouse.dev/v1alpha1
+kind: AccessPolicy
+metadata:
+  name: no-secret-echo
+  namespace: default
+spec:
+  action: Deny
+  subjects:
+    - users:
+        ids: ["*"]
+  targets:
+    - server: demo
+      tools:
+        allow: ["echo"]
+  when: "has(request.arguments.text) && request.arguments.text.contains('secret')"
+"#;
+
 struct Setup {
     _demo: DemoServer,
     gw: Gateway,
@@ -31,7 +50,10 @@ fn setup(extra_manifests: &[(&str, &str)]) -> anyhow::Result<Setup> {
 #[tokio::test]
 async fn rmcp_client_through_the_gateway_sees_filtered_tools_and_gets_credentials_injected()
 -> anyhow::Result<()> {
-    let s = setup(&[("deny-admin.yaml", DENY_ADMIN)])?;
+    let s = setup(&[
+        ("deny-admin.yaml", DENY_ADMIN),
+        ("deny-secret-echo.yaml", DENY_SECRET_ECHO),
+    ])?;
     let url = s.gw.route("/mcp/demo");
 
     // Alice: initialize, list, call.
@@ -56,6 +78,17 @@ async fn rmcp_client_through_the_gateway_sees_filtered_tools_and_gets_credential
         ))
         .await?;
     assert_eq!(text_of(&echo), "hello");
+    // A `when` condition reads the tool's arguments as the client sent them.
+    let denied = alice
+        .call_tool(call(
+            json!({"name": "echo", "arguments": {"text": "the secret"}}),
+        ))
+        .await
+        .expect_err("a denied argument");
+    assert!(
+        denied.to_string().contains("default/no-secret-echo"),
+        "{denied}"
+    );
 
     // The upstream saw the injected credential, never the agent's key or anything else.
     let who = alice

@@ -138,7 +138,8 @@ fn request_value(req: &Request<'_>) -> Value {
     m.insert(
         "arguments".into(),
         req.arguments
-            .map(json)
+            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+            .map(|v| json(&v))
             .unwrap_or_else(|| Value::from(HashMap::<String, Value>::new())),
     );
     Value::from(m)

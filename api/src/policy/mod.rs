@@ -88,8 +88,10 @@ pub struct Request<'a> {
     pub server: &'a ObjectKey,
     /// What is attempted.
     pub operation: Operation<'a>,
-    /// Tool or prompt arguments, when present.
-    pub arguments: Option<&'a serde_json::Value>,
+    /// Tool or prompt arguments as the client sent them (JSON text), when present. They are
+    /// parsed only when a `when` condition is evaluated, so a request no condition reads never
+    /// pays for building them.
+    pub arguments: Option<&'a serde_json::value::RawValue>,
     /// The time of the request (CEL `now`).
     pub now: DateTime<Utc>,
 }

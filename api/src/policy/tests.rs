@@ -102,7 +102,12 @@ struct Ask<'a> {
     agent: Option<&'a AgentIdentity>,
     server: &'a str,
     op: Operation<'a>,
-    args: Option<&'a serde_json::Value>,
+    args: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Arguments as a client sends them: JSON text.
+fn raw(v: serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&v).unwrap()
 }
 
 fn decide(set: &PolicySet, ask: Ask<'_>) -> Decision {
@@ -460,8 +465,8 @@ fn cel_when_sees_user_agent_request_and_time() {
     );
     let set = PolicySet::new(&[p]).unwrap();
     let alice = user("alice", &["eng"]);
-    let ok = serde_json::json!({"repo": "acme/web"});
-    let bad = serde_json::json!({"repo": "other/web"});
+    let ok = raw(serde_json::json!({"repo": "acme/web"}));
+    let bad = raw(serde_json::json!({"repo": "other/web"}));
     let ask = |args| Ask {
         args: Some(args),
         ..tool(Some(&alice), None, "create_issue")
@@ -469,7 +474,7 @@ fn cel_when_sees_user_agent_request_and_time() {
     assert!(decide(&set, ask(&ok)).is_allowed());
     assert!(!decide(&set, ask(&bad)).is_allowed());
     // Missing argument → evaluation error → an Allow does not match.
-    let none = serde_json::json!({});
+    let none = raw(serde_json::json!({}));
     assert!(!decide(&set, ask(&none)).is_allowed());
 }
 
@@ -493,9 +498,9 @@ fn cel_errors_fail_closed_for_deny() {
     ])
     .unwrap();
     let alice = user("alice", &["eng"]);
-    let dev = serde_json::json!({"env": "dev"});
-    let prod = serde_json::json!({"env": "prod"});
-    let missing = serde_json::json!({});
+    let dev = raw(serde_json::json!({"env": "dev"}));
+    let prod = raw(serde_json::json!({"env": "prod"}));
+    let missing = raw(serde_json::json!({}));
     let ask = |args| Ask {
         args: Some(args),
         ..tool(Some(&alice), None, "deploy")
