@@ -2,7 +2,7 @@
 //! sink the gateway's configuration names. Records hold identities, targets and decisions —
 //! never credentials, session keys or message arguments.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use gatehouse_api::config::AuditConfig;
 use serde::Serialize;
 use std::fs::OpenOptions;
@@ -104,6 +104,39 @@ pub fn trace_id(traceparent: Option<&http::HeaderValue>) -> Option<String> {
     well_formed.then(|| trace.to_string())
 }
 
+/// `t` in RFC 3339 with milliseconds and `Z`, exactly as chrono's
+/// `to_rfc3339_opts(SecondsFormat::Millis, true)` writes it (tested), without its formatting
+/// machinery: every record starts with one.
+fn rfc3339_millis(t: DateTime<Utc>) -> String {
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        return t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    }
+    // A leap second (nanosecond ≥ 1e9) shows as second 60, as chrono shows it.
+    let (second, millis) = match t.nanosecond() {
+        n if n >= 1_000_000_000 => (60, (n - 1_000_000_000) / 1_000_000),
+        n => (t.second(), n / 1_000_000),
+    };
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, second);
+    put(20, 3, millis);
+    // ASCII digits and separators: always UTF-8.
+    std::str::from_utf8(&b)
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
 impl AuditRecord {
     /// The record as one JSON object, exactly as its `Serialize` form (tested), without
     /// serde's per-byte escaping for the strings that need none (nearly all of them).
@@ -146,7 +179,7 @@ impl AuditRecord {
     /// A record for a request that just arrived.
     pub fn start(request_id: String, http_method: &str, path: &str) -> Self {
         Self {
-            timestamp: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            timestamp: rfc3339_millis(Utc::now()),
             request_id,
             http_method: http_method.to_string(),
             path: path.to_string(),
@@ -478,6 +511,39 @@ impl Default for AuditLog {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamps_read_as_chrono_writes_them() {
+        use chrono::TimeZone;
+        let mut times: Vec<DateTime<Utc>> = vec![
+            Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 26, 23, 59, 59).unwrap()
+                + chrono::Duration::nanoseconds(999_999_999),
+            Utc.with_ymd_and_hms(2024, 2, 29, 12, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            // A leap second.
+            chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+                .unwrap()
+                .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+                .unwrap()
+                .and_utc(),
+            Utc::now(),
+        ];
+        // Every few hours and milliseconds over five centuries.
+        let mut t = Utc.with_ymd_and_hms(1800, 1, 1, 0, 0, 0).unwrap();
+        while t.year() < 2300 {
+            times.push(t);
+            t += chrono::Duration::milliseconds(29 * 3_600_000 + 7_777_777 + 1);
+        }
+        for t in times {
+            assert_eq!(
+                rfc3339_millis(t),
+                t.to_rfc3339_opts(SecondsFormat::Millis, true),
+                "{t:?}"
+            );
+        }
+    }
+
     use super::*;
 
     fn full_record(text: &str) -> AuditRecord {

@@ -9,7 +9,7 @@ use crate::authn::mtls::PeerCertificates;
 use crate::body::{Body, RequestBody};
 use crate::error::GatewayError;
 use crate::http1::{self, Served};
-use crate::metrics::{RequestLabels, ServerLabels, method_label};
+use crate::metrics::method_label;
 use crate::relay::{self, Call};
 use crate::route::{self, Route};
 use crate::state::{Gateway, Snapshot};
@@ -20,7 +20,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -363,6 +362,8 @@ pub fn check_origin(snapshot: &Snapshot, headers: &HeaderMap) -> Result<(), Gate
     Err(GatewayError::ForbiddenOrigin(origin.to_string()))
 }
 
+static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// The MCP listener's handler: every request ends here with a response, an audit line and
 /// metrics.
 pub async fn handle(
@@ -378,7 +379,7 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = request_id();
     let mut audit = AuditRecord::start(request_id, req.method().as_str(), &path);
-    audit.trace_id = crate::audit::trace_id(req.headers().get("traceparent"));
+    audit.trace_id = crate::audit::trace_id(req.headers().get(&TRACEPARENT));
     let snapshot = gw.snapshot();
     audit.gateway = snapshot.as_ref().map(|s| s.gateway_label.clone());
     let response = match front(&gw, snapshot.as_ref(), req, tls, &mut audit).await {
@@ -395,24 +396,18 @@ pub async fn handle(
     let elapsed = started.elapsed();
     audit.status = response.status().as_u16();
     audit.latency_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    let labels = RequestLabels {
-        server: audit.server.clone().unwrap_or_else(|| "-".into()),
-        method: Cow::Borrowed(method_label(audit.method.as_deref().unwrap_or("-"))),
-        decision: match audit.decision.as_deref() {
-            Some("allow") => Cow::Borrowed("allow"),
-            Some("deny") => Cow::Borrowed("deny"),
-            Some(other) => Cow::Owned(other.to_string()),
-            None => Cow::Borrowed("-"),
+    gw.metrics.request(
+        audit.server.as_deref(),
+        method_label(audit.method.as_deref().unwrap_or("-")),
+        match audit.decision.as_deref() {
+            Some("allow") => "allow",
+            Some("deny") => "deny",
+            Some(_) => "other",
+            None => "-",
         },
-        status: audit.status,
-    };
-    gw.metrics.requests.get_or_create(&labels).inc();
-    gw.metrics
-        .latency
-        .get_or_create(&ServerLabels {
-            server: labels.server,
-        })
-        .observe(elapsed.as_secs_f64());
+        audit.status,
+        elapsed.as_secs_f64(),
+    );
     match &snapshot {
         Some(s) => gw.audit.write(&s.config.audit, &audit),
         None => gw

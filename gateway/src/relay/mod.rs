@@ -66,7 +66,9 @@ pub(crate) static UPSTREAM_RESPONSE_FIELDS: [HeaderName; 9] = [
 ];
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The session id field, the client's and the upstream's alike.
 static UPSTREAM_SESSION_ID: HeaderName = HeaderName::from_static(MCP_SESSION_ID);
+static PROTOCOL_VERSION: HeaderName = HeaderName::from_static(MCP_PROTOCOL_VERSION);
 
 /// Everything known about the request being relayed.
 pub struct Call<'a> {
@@ -106,7 +108,7 @@ pub async fn relay(
             let bytes = read_limited(incoming, limit).await?;
             let version = parts
                 .headers
-                .get(MCP_PROTOCOL_VERSION)
+                .get(&PROTOCOL_VERSION)
                 .and_then(|v| v.to_str().ok());
             let mut msg = inspect::parse(&bytes, version)?;
             note_message(call.audit, &msg);
@@ -278,7 +280,7 @@ pub async fn relay(
         let token = session_token(&call, upstream_sid);
         call.audit.session = Some(session::digest(&token));
         if let Ok(v) = HeaderValue::from_str(&token) {
-            oh.insert(MCP_SESSION_ID, v);
+            oh.insert(UPSTREAM_SESSION_ID.clone(), v);
         }
     }
     if parts.method == Method::DELETE && status.is_success() && call.session.is_some() {
@@ -437,7 +439,7 @@ pub fn open_session(
     headers: &HeaderMap,
     audit: &mut AuditRecord,
 ) -> Result<Option<(String, SessionClaims)>, GatewayError> {
-    let Some(token) = headers.get(HeaderName::from_static(MCP_SESSION_ID)) else {
+    let Some(token) = headers.get(&UPSTREAM_SESSION_ID) else {
         return Ok(None);
     };
     let token = token.to_str().unwrap_or_default().to_string();
