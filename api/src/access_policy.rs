@@ -52,8 +52,12 @@ pub struct AccessPolicySpec {
     /// Optional CEL condition; the policy applies only when it evaluates to `true`. Variables:
     /// `user` (`{id, email, groups, claims, provider}` or null), `agent` (`{id, kind, provider}`
     /// or null), `server` (`{namespace, name}`), `request` (`{method, tool, resource, prompt,
-    /// arguments}`), `now` (timestamp). An evaluation error counts as "no match" for Allow and
-    /// as "match" for Deny (fail closed).
+    /// arguments}`), `now` (timestamp). Functions: CEL's standard ones except `matches` (no
+    /// regular expressions), plus `lowerAscii()` and `upperAscii()`; an expression calling any
+    /// other is refused. An evaluation error counts as "no match" for Allow and
+    /// as "match" for Deny (fail closed). List filtering (`tools/list`, …) decides each item with
+    /// empty `request.arguments`, so guard argument checks with `has()`, e.g.
+    /// `!has(request.arguments.sql) || !request.arguments.sql.contains('drop ')`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     pub when: Option<String>,

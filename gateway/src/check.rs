@@ -50,7 +50,7 @@ pub struct CheckArgs {
     /// first agent provider of the gateway otherwise.
     #[arg(long)]
     pub agent_provider: Option<String>,
-    /// The McpServer asked about (its name).
+    /// The McpServer asked about: its name, or `namespace/name`.
     #[arg(long)]
     pub server: Option<String>,
     /// Namespace of the McpServer, when the name alone is ambiguous.
@@ -153,8 +153,16 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         .gateways
         .values()
         .flat_map(|g| g.servers.iter().map(move |s| (g, &s.key)))
-        .filter(|(_, k)| {
-            k.name == *server_name && args.namespace.as_ref().is_none_or(|ns| *ns == k.namespace)
+        .filter(|(_, k)| match server_name.split_once('/') {
+            Some((ns, name)) => {
+                k.name == name
+                    && k.namespace == ns
+                    && args.namespace.as_ref().is_none_or(|n| n == ns)
+            }
+            None => {
+                k.name == *server_name
+                    && args.namespace.as_ref().is_none_or(|ns| *ns == k.namespace)
+            }
         })
         .collect();
     let (gateway, server) = match candidates.as_slice() {

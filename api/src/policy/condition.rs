@@ -1,12 +1,75 @@
 //! The optional CEL `when` condition of an AccessPolicy.
 
 use super::Request;
+use cel::extractors::This;
 use cel::{Context, Program, Value};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// Variables a `when` expression may use.
 pub const WHEN_VARIABLES: [&str; 5] = ["user", "agent", "server", "request", "now"];
+
+/// Functions a `when` expression may call: CEL's standard functions as this build of the
+/// interpreter has them (no `matches`: regular expressions are not compiled in), plus
+/// `lowerAscii` and `upperAscii` from CEL's strings extension (as Kubernetes has them). A
+/// test holds this list to the evaluator. Operators and macros (`has`, `all`, `exists`, …)
+/// are not functions here.
+pub const WHEN_FUNCTIONS: [&str; 29] = [
+    "contains",
+    "size",
+    "max",
+    "min",
+    "startsWith",
+    "endsWith",
+    "string",
+    "bytes",
+    "double",
+    "int",
+    "uint",
+    "value",
+    "hasValue",
+    "or",
+    "orValue",
+    "duration",
+    "timestamp",
+    "getFullYear",
+    "getMonth",
+    "getDayOfYear",
+    "getDayOfMonth",
+    "getDate",
+    "getDayOfWeek",
+    "getHours",
+    "getMinutes",
+    "getSeconds",
+    "getMilliseconds",
+    "lowerAscii",
+    "upperAscii",
+];
+
+/// CEL's `lowerAscii`: ASCII letters lowered, every other character kept.
+fn lower_ascii(This(s): This<Arc<String>>) -> Arc<String> {
+    Arc::new(s.to_ascii_lowercase())
+}
+
+/// CEL's `upperAscii`: ASCII letters raised, every other character kept.
+fn upper_ascii(This(s): This<Arc<String>>) -> Arc<String> {
+    Arc::new(s.to_ascii_uppercase())
+}
+
+/// The evaluation context every condition runs in: the standard functions and ours.
+fn base_context() -> Context<'static> {
+    let mut ctx = Context::default();
+    ctx.add_function("lowerAscii", lower_ascii);
+    ctx.add_function("upperAscii", upper_ascii);
+    ctx
+}
+
+/// Whether `name`, as the parser lists it, is a function a user wrote (not an operator such
+/// as `_&&_`, `!_` or `@in`).
+fn is_named_function(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic())
+}
 
 /// A compiled `when` expression.
 pub(super) struct Condition {
@@ -46,6 +109,19 @@ impl Condition {
                 WHEN_VARIABLES.join(", ")
             ));
         }
+        let mut unknown: Vec<&str> = refs
+            .functions()
+            .into_iter()
+            .filter(|f| is_named_function(f) && !WHEN_FUNCTIONS.contains(f))
+            .collect();
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            return Err(format!(
+                "CEL expression {expr:?} calls unknown function(s) {}; available: {}",
+                unknown.join(", "),
+                WHEN_FUNCTIONS.join(", ")
+            ));
+        }
         Ok(Self {
             source: expr.to_string(),
             program,
@@ -54,7 +130,7 @@ impl Condition {
 
     /// Evaluate; only a boolean `true` is true.
     pub fn evaluate(&self, req: &Request<'_>) -> Result<bool, String> {
-        let mut ctx = Context::default();
+        let mut ctx = base_context();
         ctx.add_variable_from_value("user", user_value(req));
         ctx.add_variable_from_value("agent", agent_value(req));
         ctx.add_variable_from_value("server", {
@@ -96,7 +172,7 @@ fn user_value(req: &Request<'_>) -> Value {
     );
     m.insert(
         "groups".into(),
-        Value::List(std::sync::Arc::new(
+        Value::List(Arc::new(
             u.groups.iter().cloned().map(Value::from).collect(),
         )),
     );

@@ -15,7 +15,7 @@ mod condition;
 mod index;
 mod matching;
 
-pub use condition::{WHEN_VARIABLES, check_when};
+pub use condition::{WHEN_FUNCTIONS, WHEN_VARIABLES, check_when};
 
 use crate::access_policy::Action;
 use crate::config::PolicyConfig;

@@ -538,6 +538,31 @@ fn invalid_cel_and_globs_are_refused_with_the_field() {
         err[0].message
     );
 
+    // A function the evaluator does not have would fail every evaluation: refused up front.
+    for (when, unknown) in [
+        ("request.arguments.sql.matches('(?i)drop')", "matches"),
+        (
+            "request.tool.toLower() == 'x' && trim(request.tool) == 'x'",
+            "toLower, trim",
+        ),
+    ] {
+        let mut p = mk_policy(
+            "bad-fn",
+            Action::Allow,
+            vec![users(&["eng"])],
+            vec![target("github")],
+        );
+        p.when = Some(when.into());
+        let err = PolicySet::new(&[p]).unwrap_err();
+        assert!(
+            err[0]
+                .message
+                .contains(&format!("calls unknown function(s) {unknown};")),
+            "{}",
+            err[0].message
+        );
+    }
+
     let p = mk_policy(
         "bad3",
         Action::Allow,
@@ -722,4 +747,65 @@ fn reasons_quote_like_debug_formatting() {
         super::push_quoted(&mut out, s);
         assert_eq!(out, format!("{s:?}"), "{s:?}");
     }
+}
+
+/// Every function `when` may call is one the evaluator has: calling it wrongly is an argument
+/// error, never an undeclared reference (which would fail every evaluation of the policy).
+#[test]
+fn every_listed_function_is_one_the_evaluator_has() {
+    use super::condition::{Condition, WHEN_FUNCTIONS};
+    let alice = user("alice", &["eng"]);
+    let srv = server("github");
+    let req = Request {
+        user: Some(&alice),
+        agent: None,
+        server: &srv,
+        operation: Operation::Tool { name: "t" },
+        arguments: None,
+        now: now(),
+    };
+    for f in WHEN_FUNCTIONS {
+        for expr in [format!("{f}()"), format!("user.id.{f}()")] {
+            let c = Condition::compile(&expr).unwrap();
+            if let Err(e) = c.evaluate(&req) {
+                assert!(!e.contains("Undeclared reference"), "{expr}: {e}");
+            }
+        }
+    }
+    let c = Condition::compile("nope()").unwrap_err();
+    assert!(c.contains("unknown function(s) nope"), "{c}");
+}
+
+#[test]
+fn conditions_can_compare_case_insensitively() {
+    let mut deny = mk_policy(
+        "no-drop",
+        Action::Deny,
+        vec![users(&["eng"])],
+        vec![target("github")],
+    );
+    deny.when = Some(
+        "has(request.arguments.sql) && request.arguments.sql.lowerAscii().contains('drop ') && request.tool.upperAscii() == 'QUERY'".into(),
+    );
+    let set = PolicySet::new(&[
+        mk_policy(
+            "allow",
+            Action::Allow,
+            vec![users(&["eng"])],
+            vec![target("github")],
+        ),
+        deny,
+    ])
+    .unwrap();
+    let alice = user("alice", &["eng"]);
+    let ask = |args| Ask {
+        args: Some(args),
+        ..tool(Some(&alice), None, "query")
+    };
+    let drop = raw(serde_json::json!({"sql": "DrOp TABLE orders"}));
+    let select = raw(serde_json::json!({"sql": "select 1"}));
+    let none = raw(serde_json::json!({}));
+    assert_eq!(decide(&set, ask(&drop)).effect, Effect::Deny);
+    assert!(decide(&set, ask(&select)).is_allowed());
+    assert!(decide(&set, ask(&none)).is_allowed());
 }
