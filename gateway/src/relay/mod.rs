@@ -53,16 +53,33 @@ static FORWARDED_RESPONSE_HEADERS: [HeaderName; 5] = [
 
 /// The upstream response fields the gateway reads: those it relays, the session id, and the
 /// framing. The plain-HTTP upstream client keeps only these as it parses a response head.
-pub(crate) static UPSTREAM_RESPONSE_FIELDS: [HeaderName; 9] = [
-    header::CONTENT_TYPE,
-    header::CACHE_CONTROL,
-    HeaderName::from_static(MCP_PROTOCOL_VERSION),
-    header::RETRY_AFTER,
-    header::ALLOW,
-    HeaderName::from_static(MCP_SESSION_ID),
-    header::CONTENT_LENGTH,
-    header::TRANSFER_ENCODING,
-    header::CONNECTION,
+pub(crate) static UPSTREAM_RESPONSE_FIELDS: [HeaderName; 9] = {
+    let n = &UPSTREAM_RESPONSE_FIELD_NAMES;
+    [
+        HeaderName::from_static(n[0]),
+        HeaderName::from_static(n[1]),
+        HeaderName::from_static(n[2]),
+        HeaderName::from_static(n[3]),
+        HeaderName::from_static(n[4]),
+        HeaderName::from_static(n[5]),
+        HeaderName::from_static(n[6]),
+        HeaderName::from_static(n[7]),
+        HeaderName::from_static(n[8]),
+    ]
+};
+
+/// [`UPSTREAM_RESPONSE_FIELDS`] as text, for matching raw field names without building a
+/// `HeaderName` for each.
+pub(crate) const UPSTREAM_RESPONSE_FIELD_NAMES: [&str; 9] = [
+    "content-type",
+    "cache-control",
+    MCP_PROTOCOL_VERSION,
+    "retry-after",
+    "allow",
+    MCP_SESSION_ID,
+    "content-length",
+    "transfer-encoding",
+    "connection",
 ];
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

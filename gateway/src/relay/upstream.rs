@@ -484,13 +484,14 @@ fn parse_response(buf: &[u8]) -> Result<Option<(Response<()>, usize)>, SendError
     let headers = head.headers_mut();
     for field in parsed.headers.iter() {
         // Only the fields something reads are kept (`Server`, `Date`… are not).
-        let Some(name) = super::UPSTREAM_RESPONSE_FIELDS.iter().find(|n| {
-            n.as_str()
-                .as_bytes()
-                .eq_ignore_ascii_case(field.name.as_bytes())
-        }) else {
+        let raw = field.name.as_bytes();
+        let Some(i) = super::UPSTREAM_RESPONSE_FIELD_NAMES
+            .iter()
+            .position(|n| n.len() == raw.len() && n.as_bytes().eq_ignore_ascii_case(raw))
+        else {
             continue;
         };
+        let name = &super::UPSTREAM_RESPONSE_FIELDS[i];
         let value = HeaderValue::from_bytes(field.value).map_err(|_| invalid("field value"))?;
         headers.append(name.clone(), value);
     }
