@@ -10,13 +10,13 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 /// Decide one operation.
-pub fn decide(
-    policies: &PolicySet,
+pub fn decide<'p>(
+    policies: &'p PolicySet,
     server: &ObjectKey,
     who: &Identity,
     operation: Operation<'_>,
     arguments: Option<&RawValue>,
-) -> Decision {
+) -> Decision<'p> {
     policies.decide(&Request {
         user: who.user.as_ref(),
         agent: who.agent.as_ref(),

@@ -283,12 +283,11 @@ pub fn run(args: &CheckArgs, out: &mut dyn Write) -> anyhow::Result<i32> {
         "  policy: {}",
         decision
             .policy
-            .as_ref()
             .map(|p| format!("AccessPolicy {p}"))
             .unwrap_or_else(|| "none (default deny)".to_string())
     )?;
     writeln!(out, "  reason: {}", decision.reason)?;
-    if let Some(cp) = &decision.credential_provider {
+    if let Some(cp) = decision.credential_provider {
         writeln!(out, "  credential: CredentialProvider {cp}")?;
     }
     Ok(if invalid {

@@ -382,7 +382,7 @@ pub async fn handle(
     audit.trace_id = crate::audit::trace_id(req.headers().get(&TRACEPARENT));
     let snapshot = gw.snapshot();
     audit.gateway = snapshot.as_ref().map(|s| s.gateway_label.clone());
-    let response = match front(&gw, snapshot.as_ref(), req, tls, &mut audit).await {
+    let response = match front(&gw, snapshot.as_ref(), req, &path, tls, &mut audit).await {
         Ok(Outcome::Mcp(r)) => r,
         Ok(Outcome::Metadata(r)) => return r,
         Err(e) => {
@@ -421,13 +421,13 @@ async fn front(
     gw: &Arc<Gateway>,
     snapshot: Option<&Arc<Snapshot>>,
     req: Request<RequestBody>,
+    path: &str,
     tls: bool,
     audit: &mut AuditRecord,
 ) -> Result<Outcome, GatewayError> {
     let snapshot = snapshot.ok_or(GatewayError::NotReady)?;
     check_origin(snapshot, req.headers())?;
-    let path = req.uri().path().to_string();
-    let server = match route::route(snapshot, &path) {
+    let server = match route::route(snapshot, path) {
         Route::ProtectedResource(rest) => {
             return Ok(Outcome::Metadata(relay::protected_resource_response(
                 snapshot,
@@ -442,12 +442,12 @@ async fn front(
             let r = Box::pin(crate::consent::serve(snapshot, ep, m, q, req.headers())).await;
             return Ok(Outcome::Metadata(r));
         }
-        Route::NotFound => return Err(GatewayError::NoRoute(path)),
+        Route::NotFound => return Err(GatewayError::NoRoute(path.to_string())),
         Route::Mcp(i) => i,
     };
     audit.server = Some(snapshot.servers[server].label.clone());
-    let base = route::public_base(snapshot, req.headers(), tls);
-    let route_url = [base.as_ref(), path.as_str()].concat();
+    let metadata_url =
+        || route::metadata_url(&route::public_base(snapshot, req.headers(), tls), path);
     // Tokens in URLs leak into logs and histories; the MCP authorization spec forbids them.
     if req
         .uri()
@@ -456,20 +456,29 @@ async fn front(
     {
         return Err(GatewayError::Unauthenticated {
             reason: "access tokens in the query string are not accepted; send Authorization: Bearer <token>".into(),
-            resource_metadata: route::metadata_url(&base, &path),
+            resource_metadata: metadata_url(),
             scope: None,
         });
     }
+    // The route's public URL, which a JWT's audience may name (built only when a JWT provider
+    // could read it).
+    let route_url = snapshot.authn.verifies_jwts().then(|| {
+        [
+            route::public_base(snapshot, req.headers(), tls).as_str(),
+            path,
+        ]
+        .concat()
+    });
     let who = snapshot
         .authn
         .authenticate(
             req.headers(),
-            Some(&route_url),
+            route_url.as_deref(),
             req.extensions().get::<PeerCertificates>(),
         )
         .await
         .map_err(|e| {
-            let resource_metadata = route::metadata_url(&base, &path);
+            let resource_metadata = metadata_url();
             match e {
                 AuthnError::Unauthenticated(reason) => GatewayError::Unauthenticated {
                     reason,

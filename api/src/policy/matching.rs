@@ -183,11 +183,11 @@ impl CompiledPolicy {
     }
 
     /// The credential provider of the first target covering the operation.
-    pub fn credential_for(&self, req: &Request<'_>) -> Option<ObjectKey> {
+    pub fn credential_for(&self, req: &Request<'_>) -> Option<&ObjectKey> {
         self.targets
             .iter()
             .find(|t| t.covers(self.action, &req.operation))
-            .and_then(|t| t.credential_provider.clone())
+            .and_then(|t| t.credential_provider.as_ref())
     }
 }
 

@@ -122,21 +122,22 @@ impl fmt::Display for Effect {
     }
 }
 
-/// The outcome of a decision, attributable to a policy.
+/// The outcome of a decision, attributable to a policy. It borrows the policy and credential
+/// provider names from the [`PolicySet`] (no copies per request).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Decision {
+pub struct Decision<'a> {
     /// Allow or deny.
     pub effect: Effect,
     /// The AccessPolicy that decided; `None` when nothing matched (default deny).
-    pub policy: Option<ObjectKey>,
+    pub policy: Option<&'a ObjectKey>,
     /// Why, in words a user can act on. Never contains a secret.
     pub reason: String,
     /// The credential provider to inject, for allowed requests whose policy names one.
-    pub credential_provider: Option<ObjectKey>,
+    pub credential_provider: Option<&'a ObjectKey>,
 }
 
-impl Decision {
+impl Decision<'_> {
     /// Whether the request may proceed.
     pub fn is_allowed(&self) -> bool {
         self.effect == Effect::Allow
@@ -192,7 +193,7 @@ impl PolicySet {
     }
 
     /// Decide one request.
-    pub fn decide(&self, req: &Request<'_>) -> Decision {
+    pub fn decide(&self, req: &Request<'_>) -> Decision<'_> {
         let Some(server) = self.servers.get(req.server) else {
             return default_deny(req);
         };
@@ -202,7 +203,7 @@ impl PolicySet {
             if let Some(reason) = p.matches(req) {
                 return Decision {
                     effect: Effect::Deny,
-                    policy: Some(p.key.clone()),
+                    policy: Some(&p.key),
                     reason,
                     credential_provider: None,
                 };
@@ -213,7 +214,7 @@ impl PolicySet {
             if let Some(reason) = p.matches(req) {
                 return Decision {
                     effect: Effect::Allow,
-                    policy: Some(p.key.clone()),
+                    policy: Some(&p.key),
                     reason,
                     credential_provider: p.credential_for(req),
                 };
@@ -228,7 +229,7 @@ impl PolicySet {
     }
 }
 
-fn default_deny(req: &Request<'_>) -> Decision {
+fn default_deny<'a>(req: &Request<'_>) -> Decision<'a> {
     Decision {
         effect: Effect::Deny,
         policy: None,

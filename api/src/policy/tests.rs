@@ -110,7 +110,7 @@ fn raw(v: serde_json::Value) -> Box<serde_json::value::RawValue> {
     serde_json::value::to_raw_value(&v).unwrap()
 }
 
-fn decide(set: &PolicySet, ask: Ask<'_>) -> Decision {
+fn decide<'s>(set: &'s PolicySet, ask: Ask<'_>) -> Decision<'s> {
     let srv = server(ask.server);
     set.decide(&Request {
         user: ask.user,
@@ -167,10 +167,10 @@ fn allow_by_group_names_the_policy_and_its_credential() {
     let bob = user("bob", &["sales"]);
     let d = decide(&set, tool(Some(&alice), None, "create_issue"));
     assert!(d.is_allowed(), "{}", d.reason);
-    assert_eq!(d.policy, Some(ObjectKey::new("team-a", "eng")));
+    assert_eq!(d.policy, Some(&ObjectKey::new("team-a", "eng")));
     assert_eq!(
         d.credential_provider,
-        Some(ObjectKey::new("team-a", "github-oauth"))
+        Some(&ObjectKey::new("team-a", "github-oauth"))
     );
     assert!(d.reason.contains("team-a/eng"), "{}", d.reason);
     assert!(!decide(&set, tool(Some(&bob), None, "create_issue")).is_allowed());
@@ -203,10 +203,10 @@ fn deny_overrides_allow_whatever_the_name_order() {
     let alice = user("alice", &["eng"]);
     let d = decide(&set, tool(Some(&alice), None, "delete_repo"));
     assert_eq!(d.effect, Effect::Deny);
-    assert_eq!(d.policy, Some(ObjectKey::new("team-a", "z-deny-admin")));
+    assert_eq!(d.policy, Some(&ObjectKey::new("team-a", "z-deny-admin")));
     let d = decide(&set, tool(Some(&alice), None, "create_issue"));
     assert!(d.is_allowed());
-    assert_eq!(d.policy, Some(ObjectKey::new("team-a", "a-allow-eng")));
+    assert_eq!(d.policy, Some(&ObjectKey::new("team-a", "a-allow-eng")));
     // A Deny scoped to tools does not deny connecting to the server.
     let init = Ask {
         op: Operation::Server {
@@ -259,7 +259,7 @@ fn unfiltered_deny_blocks_the_whole_server_including_initialize() {
         assert_eq!(d.effect, Effect::Deny, "{op}");
         assert_eq!(
             d.policy,
-            Some(ObjectKey::new("team-a", "block-contractors"))
+            Some(&ObjectKey::new("team-a", "block-contractors"))
         );
     }
 }
@@ -278,10 +278,10 @@ fn first_allow_by_name_order_decides_and_supplies_the_credential() {
     .unwrap();
     let alice = user("alice", &["eng"]);
     let d = decide(&set, tool(Some(&alice), None, "x"));
-    assert_eq!(d.policy, Some(ObjectKey::new("team-a", "a")));
+    assert_eq!(d.policy, Some(&ObjectKey::new("team-a", "a")));
     assert_eq!(
         d.credential_provider,
-        Some(ObjectKey::new("team-a", "a-cred"))
+        Some(&ObjectKey::new("team-a", "a-cred"))
     );
 }
 
@@ -696,7 +696,7 @@ fn index_finds_policies_by_id_group_email_and_agent_among_many() {
     let set = PolicySet::new(&policies).unwrap();
     let u1234 = user("user1234", &[]);
     let d = decide(&set, tool(Some(&u1234), None, "tool1234"));
-    assert_eq!(d.policy, Some(ObjectKey::new("team-a", "p01234")));
+    assert_eq!(d.policy, Some(&ObjectKey::new("team-a", "p01234")));
     assert!(!decide(&set, tool(Some(&u1234), None, "tool1235")).is_allowed());
     let svc = user("svc-backup", &[]);
     assert!(decide(&set, tool(Some(&svc), None, "shared")).is_allowed());

@@ -491,6 +491,12 @@ impl Authenticator {
         Ok((p, verified))
     }
 
+    /// Whether any provider verifies JWTs (and so may check a token's audience against the
+    /// route's public URL).
+    pub fn verifies_jwts(&self) -> bool {
+        !self.jwt.is_empty()
+    }
+
     /// Verify the request's credentials. `route_url` is the public URL of the MCP server
     /// addressed (a token's audience may name it).
     pub async fn authenticate(

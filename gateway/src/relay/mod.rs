@@ -20,6 +20,7 @@ use crate::state::{Gateway, Snapshot};
 use crate::{authz, route};
 use bytes::Bytes;
 use gatehouse_api::policy::Operation;
+use gatehouse_api::refs::ObjectKey;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use rewrite::Rewriter;
@@ -167,8 +168,8 @@ pub async fn relay(
         args,
     );
     call.audit.decision = Some(decision.effect.as_str().to_string());
-    call.audit.policy = decision.policy.as_ref().map(|p| p.render());
-    call.audit.credential_provider = decision.credential_provider.as_ref().map(|c| c.render());
+    call.audit.policy = decision.policy.map(ObjectKey::render);
+    call.audit.credential_provider = decision.credential_provider.map(ObjectKey::render);
     let id = message.as_ref().and_then(|m| m.id.clone());
     let is_request = message.as_ref().is_some_and(|m| m.kind == Kind::Request);
     if !decision.is_allowed() {
@@ -176,13 +177,13 @@ pub async fn relay(
         return Err(GatewayError::Denied {
             id: if is_request { id } else { None },
             reason: decision.reason,
-            policy: decision.policy.map(|p| p.render()),
+            policy: decision.policy.map(ObjectKey::render),
         });
     }
     call.audit.reason = Some(decision.reason);
 
     // === credential ===
-    let credential = match &decision.credential_provider {
+    let credential = match decision.credential_provider {
         Some(cp) => Some(
             call.snapshot
                 .credentials
