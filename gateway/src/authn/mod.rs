@@ -450,29 +450,52 @@ impl Authenticator {
                 "the bearer token is larger than {MAX_TOKEN_BYTES} bytes"
             )));
         }
-        let iss = JwtVerifier::claims_issuer(token)
-            .ok_or_else(|| AuthnError::new("the bearer token is not a JWT with an issuer"))?;
-        let iss = iss.trim_end_matches('/');
-        let p = self
-            .jwt
-            .iter()
-            .find(|p| {
-                p.issuer.trim_end_matches('/') == iss
-                    && (agent_header.is_none() || p.agent_header.as_ref() == agent_header)
-            })
-            .ok_or_else(|| {
-                AuthnError::new(format!(
-                    "tokens from issuer {iss} are not trusted by this gateway"
-                ))
-            })?;
+        let eligible =
+            |p: &JwtProvider| agent_header.is_none() || p.agent_header.as_ref() == agent_header;
         let now = jsonwebtoken::get_current_timestamp();
-        let verified = p.verifier.verify(token, now).await.map_err(|e| match e {
-            TokenError::InsufficientScope(ref scopes) => AuthnError::InsufficientScope {
-                reason: format!("TrustProvider {}: {e}", p.name),
-                scopes: scopes.clone(),
-            },
-            other => AuthnError::new(format!("TrustProvider {}: {other}", p.name)),
-        })?;
+        let digest = JwtVerifier::digest(token);
+        // A token verified before is found by its digest, without decoding it again: in the
+        // cache of the provider its issuer selects (the first eligible one with that issuer).
+        let hit = self.jwt.iter().enumerate().find_map(|(i, p)| {
+            let v = eligible(p).then(|| p.verifier.cached(&digest, now))??;
+            let issuer = p.issuer.trim_end_matches('/');
+            let shadowed = self.jwt[..i]
+                .iter()
+                .any(|q| eligible(q) && q.issuer.trim_end_matches('/') == issuer);
+            (!shadowed).then_some((p, v))
+        });
+        let (p, verified) = match hit {
+            Some(hit) => hit,
+            None => {
+                let iss = JwtVerifier::claims_issuer(token).ok_or_else(|| {
+                    AuthnError::new("the bearer token is not a JWT with an issuer")
+                })?;
+                let iss = iss.trim_end_matches('/');
+                let p = self
+                    .jwt
+                    .iter()
+                    .find(|p| p.issuer.trim_end_matches('/') == iss && eligible(p))
+                    .ok_or_else(|| {
+                        AuthnError::new(format!(
+                            "tokens from issuer {iss} are not trusted by this gateway"
+                        ))
+                    })?;
+                let verified = p
+                    .verifier
+                    .verify_digested(token, &digest, now)
+                    .await
+                    .map_err(|e| match e {
+                        TokenError::InsufficientScope(ref scopes) => {
+                            AuthnError::InsufficientScope {
+                                reason: format!("TrustProvider {}: {e}", p.name),
+                                scopes: scopes.clone(),
+                            }
+                        }
+                        other => AuthnError::new(format!("TrustProvider {}: {other}", p.name)),
+                    })?;
+                (p, verified)
+            }
+        };
         // A token for another MCP server behind the same gateway is not good here.
         if p.agent_header.is_none() {
             let ok = verified.audiences.iter().any(|a| {
@@ -661,5 +684,99 @@ impl Authenticator {
             return Err(AuthnError::new(reason));
         }
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jwt::tests::{FakeIdp, ISS, mk_key, now, token};
+    use super::*;
+    use gatehouse_api::config::{TrustMethod, TrustProviderConfig};
+
+    fn oidc(name: &str) -> TrustProviderConfig {
+        TrustProviderConfig {
+            name: name.into(),
+            authenticates: PrincipalKind::User,
+            method: TrustMethod::Oidc {
+                issuer: ISS.into(),
+                audiences: vec!["https://mcp.example.com".into()],
+                jwks_uri: None,
+                user_claim: "sub".into(),
+                email_claim: "email".into(),
+                groups_claim: "groups".into(),
+                client_claim: None,
+                required_scopes: vec![],
+                clock_skew_seconds: 60,
+                browser_login: None,
+            },
+        }
+    }
+
+    fn service_accounts(name: &str) -> TrustProviderConfig {
+        TrustProviderConfig {
+            name: name.into(),
+            authenticates: PrincipalKind::Agent,
+            method: TrustMethod::KubernetesServiceAccount {
+                issuer: Some(ISS.into()),
+                token_review: false,
+                audiences: vec!["gatehouse".into()],
+                header: "x-agent-token".into(),
+            },
+        }
+    }
+
+    /// A token found in the verified-token cache is answered by the provider its issuer
+    /// selects, as an uncached one would be: one verified as an agent credential (by a
+    /// ServiceAccount provider with the same issuer) is still a user token in `Authorization`.
+    #[tokio::test]
+    async fn a_cached_token_keeps_the_provider_its_issuer_selects() {
+        let key = mk_key("k1");
+        let idp = FakeIdp::serving(&[&key]);
+        let authn = Authenticator::new(
+            &[oidc("corp"), service_accounts("cluster")],
+            &SecretValues::default(),
+            None,
+            &["/mcp/demo"],
+            Arc::new(idp),
+            None,
+        )
+        .unwrap();
+        let t = token(
+            &key,
+            serde_json::json!({
+                "iss": ISS, "aud": ["https://mcp.example.com", "gatehouse"],
+                "sub": "system:serviceaccount:agents:triage", "iat": now(), "exp": now() + 300,
+            }),
+        );
+        let with = |name: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                format!("Bearer {t}").parse().unwrap(),
+            );
+            h
+        };
+        let as_agent = authn
+            .authenticate(&with("x-agent-token"), None, None)
+            .await
+            .unwrap();
+        assert_eq!(as_agent.agent.unwrap().id, "agents/triage");
+        assert!(as_agent.user.is_none());
+        for _ in 0..2 {
+            let as_user = authn
+                .authenticate(&with("authorization"), None, None)
+                .await
+                .unwrap();
+            let user = as_user.user.expect("a user token");
+            assert_eq!(
+                (user.id.as_str(), user.provider.as_str()),
+                ("system:serviceaccount:agents:triage", "corp")
+            );
+            let again = authn
+                .authenticate(&with("x-agent-token"), None, None)
+                .await
+                .unwrap();
+            assert_eq!(again.agent.unwrap().provider, "cluster");
+        }
     }
 }

@@ -176,13 +176,34 @@ impl JwtVerifier {
         Some(claims.iss.into_owned())
     }
 
+    /// The SHA-256 digest of a token: the key of the verified-token cache.
+    pub fn digest(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// The identities of a token this verifier verified before and that has not expired at
+    /// `now`, by the token's [`digest`](Self::digest).
+    pub fn cached(&self, digest: &[u8; 32], now: u64) -> Option<Verified> {
+        let cache = self.verified.lock().expect("lock");
+        let v = cache.get(digest)?;
+        (v.expires_at + self.settings.clock_skew.as_secs() > now).then(|| v.clone())
+    }
+
     /// Verify a bearer token at `now` (seconds since the epoch).
     pub async fn verify(&self, token: &str, now: u64) -> Result<Verified, TokenError> {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(v) = self.verified.lock().expect("lock").get(&digest)
-            && v.expires_at + self.settings.clock_skew.as_secs() > now
-        {
-            return Ok(v.clone());
+        self.verify_digested(token, &Self::digest(token), now).await
+    }
+
+    /// [`verify`](Self::verify), with the token's [`digest`](Self::digest) already computed.
+    pub async fn verify_digested(
+        &self,
+        token: &str,
+        digest: &[u8; 32],
+        now: u64,
+    ) -> Result<Verified, TokenError> {
+        let digest = *digest;
+        if let Some(v) = self.cached(&digest, now) {
+            return Ok(v);
         }
         // Name the algorithm before parsing: `none` and other unknown ones are refused by name.
         if let Some(alg) = header_alg(token)
@@ -514,4 +535,4 @@ fn base64_url_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -8,16 +8,16 @@ use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-const ISS: &str = "https://idp.test";
+pub(crate) const ISS: &str = "https://idp.test";
 const AUD: &str = "https://mcp.example.com";
 
-struct TestKey {
+pub(crate) struct TestKey {
     kid: String,
     enc: EncodingKey,
     jwk: Value,
 }
 
-fn mk_key(kid: &str) -> TestKey {
+pub(crate) fn mk_key(kid: &str) -> TestKey {
     let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).unwrap();
     let pem = private.to_pkcs8_pem(LineEnding::LF).unwrap();
     let b64 = |b: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
@@ -33,7 +33,7 @@ fn mk_key(kid: &str) -> TestKey {
 
 /// In-memory stand-in for the IdP's discovery and JWKS endpoints (a test double: the
 /// end-to-end tests use a real OIDC server).
-struct FakeIdp {
+pub(crate) struct FakeIdp {
     jwks: Mutex<Vec<Value>>,
     fetches: AtomicUsize,
     down: std::sync::atomic::AtomicBool,
@@ -56,12 +56,19 @@ impl JsonFetcher for Arc<FakeIdp> {
     }
 }
 
+impl FakeIdp {
+    /// An IdP publishing `keys`.
+    pub(crate) fn serving(keys: &[&TestKey]) -> Arc<FakeIdp> {
+        Arc::new(FakeIdp {
+            jwks: Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect()),
+            fetches: AtomicUsize::new(0),
+            down: Default::default(),
+        })
+    }
+}
+
 fn mk_verifier(keys: &[&TestKey], scopes: &[&str]) -> (JwtVerifier, Arc<FakeIdp>) {
-    let idp = Arc::new(FakeIdp {
-        jwks: Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect()),
-        fetches: AtomicUsize::new(0),
-        down: Default::default(),
-    });
+    let idp = FakeIdp::serving(keys);
     let settings = JwtSettings {
         provider: "corp".into(),
         issuer: ISS.into(),
@@ -79,11 +86,11 @@ fn mk_verifier(keys: &[&TestKey], scopes: &[&str]) -> (JwtVerifier, Arc<FakeIdp>
     (JwtVerifier::new(settings, Arc::new(idp.clone())), idp)
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     jsonwebtoken::get_current_timestamp()
 }
 
-fn token(key: &TestKey, claims: Value) -> String {
+pub(crate) fn token(key: &TestKey, claims: Value) -> String {
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some(key.kid.clone());
     encode(&h, &claims, &key.enc).unwrap()
