@@ -18,7 +18,7 @@ pub fn decide<'p>(
     arguments: Option<&RawValue>,
 ) -> Decision<'p> {
     policies.decide(&Request {
-        user: who.user.as_ref(),
+        user: who.user.as_deref(),
         agent: who.agent.as_ref(),
         server,
         operation,

@@ -240,6 +240,6 @@ impl BrowserLogin {
                 "the ID token does not carry this sign-in's nonce".into(),
             ));
         }
-        Ok(user)
+        Ok(Arc::unwrap_or_clone(user))
     }
 }

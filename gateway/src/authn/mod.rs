@@ -57,8 +57,8 @@ impl std::fmt::Debug for BearerToken {
 /// Who is calling.
 #[derive(Clone, Debug, Default)]
 pub struct Identity {
-    /// The human user.
-    pub user: Option<UserIdentity>,
+    /// The human user (shared with the verified-token cache: not copied per request).
+    pub user: Option<Arc<UserIdentity>>,
     /// The agent.
     pub agent: Option<AgentIdentity>,
     /// The user's verified token, when the user came from a JWT (subject of token exchange).
@@ -548,11 +548,11 @@ impl Authenticator {
                                 })
                             }
                             PrincipalKind::User => {
-                                id.user = Some(UserIdentity {
+                                id.user = Some(Arc::new(UserIdentity {
                                     id: subject,
                                     provider: p.name.clone(),
                                     ..Default::default()
-                                })
+                                }))
                             }
                         }
                         reasons.clear();
@@ -644,11 +644,11 @@ impl Authenticator {
             };
             match p.authenticates {
                 PrincipalKind::User if id.user.is_none() => {
-                    id.user = Some(UserIdentity {
+                    id.user = Some(Arc::new(UserIdentity {
                         id: principal.clone(),
                         provider: p.name.clone(),
                         ..Default::default()
-                    })
+                    }))
                 }
                 PrincipalKind::Agent if id.agent.is_none() => {
                     id.agent = Some(AgentIdentity {

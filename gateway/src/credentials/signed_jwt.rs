@@ -127,13 +127,13 @@ mod tests {
 
     fn who() -> Identity {
         Identity {
-            user: Some(UserIdentity {
+            user: Some(Arc::new(UserIdentity {
                 id: "u-alice".into(),
                 email: Some("alice@example.com".into()),
                 groups: vec![],
                 provider: "corp".into(),
                 claims: Default::default(),
-            }),
+            })),
             agent: Some(AgentIdentity::client("claude-code", "corp")),
             ..Default::default()
         }

@@ -362,7 +362,7 @@ fn session_token(call: &Call<'_>, upstream_sid: &str) -> String {
     {
         return token.clone();
     }
-    let (user, agent) = session::owner(call.who.user.as_ref(), call.who.agent.as_ref());
+    let (user, agent) = session::owner(call.who.user.as_deref(), call.who.agent.as_ref());
     let now = chrono::Utc::now().timestamp();
     let ttl = call.snapshot.config.session.ttl_seconds as i64;
     let claims = SessionClaims {
@@ -462,7 +462,7 @@ pub fn open_session(
     };
     let token = token.to_str().unwrap_or_default().to_string();
     audit.session = Some(session::digest(&token));
-    let owner = session::owner(who.user.as_ref(), who.agent.as_ref());
+    let owner = session::owner(who.user.as_deref(), who.agent.as_ref());
     let now = chrono::Utc::now().timestamp();
     match snapshot
         .session_keys

@@ -114,7 +114,7 @@ pub enum TokenError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verified {
     /// The user (subject of a user token).
-    pub user: Option<UserIdentity>,
+    pub user: Option<Arc<UserIdentity>>,
     /// The OAuth client the token was issued to (the agent), when present.
     pub agent: Option<AgentIdentity>,
     /// `exp`, seconds since the epoch.
@@ -331,13 +331,13 @@ impl JwtVerifier {
                     None => str_claim("azp").or_else(|| str_claim("client_id")),
                 };
                 Ok(Verified {
-                    user: Some(UserIdentity {
+                    user: Some(Arc::new(UserIdentity {
                         id: id.to_string(),
                         email: str_claim(email_claim).map(str::to_string),
                         groups,
                         provider: s.provider.clone(),
                         claims: claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    }),
+                    })),
                     agent: client.map(|c| agent(AgentKind::ClientId, c)),
                     expires_at,
                     audiences,
