@@ -176,7 +176,7 @@ enum Next {
 /// A parsed request head.
 struct Head {
     req: Request<()>,
-    /// Bytes of the head in the read buffer.
+    /// Bytes of the head (taken off the read buffer).
     len: usize,
     /// The request body's framing (`Length(0)`: none).
     framing: Framing,
@@ -243,14 +243,34 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                     if preface == H2_PREFACE.len() {
                         return Ok(Next::Http2);
                     }
-                } else if head_ends(&self.rd, &mut searched) || self.rd.len() >= MAX_HEAD {
-                    match parse_head(&self.rd) {
-                        Ok(Some(head)) => return Ok(Next::Request(head)),
-                        Ok(None) if self.rd.len() >= MAX_HEAD => {
-                            return Ok(Next::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+                } else {
+                    let end = head_end(&self.rd, &mut searched);
+                    if let HeadEnd::At(len) = end {
+                        // The usual head: split off and parsed in place, its field values
+                        // shared with the split-off bytes instead of copied one by one. The
+                        // parser can end a head only at its first empty line, and this is it.
+                        let bytes = self.rd.split_to(len).freeze();
+                        return Ok(match parse_head(&bytes) {
+                            Ok(Some(head)) if head.len == len => Next::Request(head),
+                            Ok(_) => Next::Refuse(StatusCode::BAD_REQUEST),
+                            Err(status) => Next::Refuse(status),
+                        });
+                    }
+                    if end == HeadEnd::BareLf || self.rd.len() >= MAX_HEAD {
+                        // A head ended by a bare LF (refused), or none within the limit.
+                        match parse_head(&Bytes::copy_from_slice(&self.rd)) {
+                            Ok(Some(head)) => {
+                                self.rd.advance(head.len);
+                                return Ok(Next::Request(head));
+                            }
+                            Ok(None) if self.rd.len() >= MAX_HEAD => {
+                                return Ok(Next::Refuse(
+                                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                ));
+                            }
+                            Ok(None) => {}
+                            Err(status) => return Ok(Next::Refuse(status)),
                         }
-                        Ok(None) => {}
-                        Err(status) => return Ok(Next::Refuse(status)),
                     }
                 }
                 deadline.get_or_insert_with(|| Instant::now() + HEAD_TIMEOUT);
@@ -287,10 +307,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         }
     }
 
-    /// Read the body `head` announces (its head is still at the front of `rd`). The flag says
-    /// whether the connection can carry another request afterwards.
+    /// Read the body `head` announces (its head already taken off the front of `rd`). The flag
+    /// says whether the connection can carry another request afterwards.
     async fn read_body(&mut self, head: &Head, max: usize) -> io::Result<(RequestBody, bool)> {
-        self.rd.advance(head.len);
         if head.framing == Framing::Length(0) {
             return Ok((RequestBody::empty(), true));
         }
@@ -578,8 +597,8 @@ async fn until_shutdown_owned(mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Parse a request head from the front of `buf`: `Ok(None)` while it is incomplete, `Err` with
-/// the status to refuse it with.
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, StatusCode> {
+/// the status to refuse it with. The target and field values are slices of `buf`, not copies.
+fn parse_head(buf: &Bytes) -> Result<Option<Head>, StatusCode> {
     // Uninitialized: httparse writes only the fields it finds (no 3 KiB zeroed per head).
     let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
@@ -602,7 +621,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, StatusCode> {
     let method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()).map_err(bad)?;
     let target = parsed.path.unwrap_or_default();
     let uri = if method == Method::CONNECT || target.starts_with('/') || target.contains("://") {
-        Uri::try_from(target).map_err(bad)?
+        Uri::from_maybe_shared(buf.slice_ref(target.as_bytes())).map_err(bad)?
     } else if target == "*" && method == Method::OPTIONS {
         Uri::from_static("*")
     } else {
@@ -619,7 +638,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, StatusCode> {
     let mut expect_continue = false;
     for field in parsed.headers.iter() {
         let name = field_name(field.name.as_bytes())?;
-        let value = HeaderValue::from_bytes(field.value).map_err(bad)?;
+        let value = HeaderValue::from_maybe_shared(buf.slice_ref(field.value)).map_err(bad)?;
         if name == header::CONTENT_LENGTH {
             let n = parse_length(field.value).ok_or(StatusCode::BAD_REQUEST)?;
             if length.is_some_and(|l| l != n) {
@@ -685,25 +704,32 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, StatusCode> {
 /// MCP request are matched by length, then bytes, before `HeaderName::from_bytes` (which
 /// lowercases each name into a scratch buffer, and allocates for a non-standard one).
 fn field_name(raw: &[u8]) -> Result<HeaderName, StatusCode> {
+    // Consts: built at compile time, not validated per call.
+    const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+    const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
+    const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+    const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
     let is = |name: &str| raw.eq_ignore_ascii_case(name.as_bytes());
     let known = match raw.len() {
         4 if is("host") => header::HOST,
         6 if is("accept") => header::ACCEPT,
         6 if is("origin") => header::ORIGIN,
         6 if is("cookie") => header::COOKIE,
-        9 if is("x-api-key") => HeaderName::from_static("x-api-key"),
+        9 if is("x-api-key") => X_API_KEY,
         10 if is("user-agent") => header::USER_AGENT,
         10 if is("connection") => header::CONNECTION,
-        10 if is("tracestate") => HeaderName::from_static("tracestate"),
-        11 if is("traceparent") => HeaderName::from_static("traceparent"),
+        10 if is("tracestate") => TRACESTATE,
+        11 if is("traceparent") => TRACEPARENT,
         12 if is("content-type") => header::CONTENT_TYPE,
         13 if is("authorization") => header::AUTHORIZATION,
-        13 if is("last-event-id") => HeaderName::from_static("last-event-id"),
+        13 if is("last-event-id") => LAST_EVENT_ID,
         14 if is("content-length") => header::CONTENT_LENGTH,
-        14 if is("mcp-session-id") => HeaderName::from_static("mcp-session-id"),
+        14 if is("mcp-session-id") => MCP_SESSION_ID,
         15 if is("accept-encoding") => header::ACCEPT_ENCODING,
         17 if is("transfer-encoding") => header::TRANSFER_ENCODING,
-        20 if is("mcp-protocol-version") => HeaderName::from_static("mcp-protocol-version"),
+        20 if is("mcp-protocol-version") => MCP_PROTOCOL_VERSION,
         _ => return HeaderName::from_bytes(raw).map_err(bad),
     };
     Ok(known)
@@ -713,20 +739,36 @@ fn bad<E>(_: E) -> StatusCode {
     StatusCode::BAD_REQUEST
 }
 
-/// Whether `buf` holds a complete head (an empty line: LF CRLF, or a bare LF LF that the parser
-/// then refuses), searching from `*searched` on.
-fn head_ends(buf: &[u8], searched: &mut usize) -> bool {
+/// Where a head in `buf` ends, if it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadEnd {
+    /// Not yet.
+    None,
+    /// At this length: the first CRLF CRLF and everything before it.
+    At(usize),
+    /// At a bare LF LF or LF CRLF (which the parser then refuses).
+    BareLf,
+}
+
+/// Where the head at the front of `buf` ends, searching from `*searched` on.
+fn head_end(buf: &[u8], searched: &mut usize) -> HeadEnd {
     static CRLF_CRLF: LazyLock<memchr::memmem::Finder<'static>> =
         LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
     let from = *searched;
     *searched = buf.len();
     // The usual end, CRLF CRLF, in one search; the bare-LF forms only when it is not there.
-    if CRLF_CRLF.find(&buf[from.saturating_sub(3)..]).is_some() {
-        return true;
+    let back = from.saturating_sub(3);
+    if let Some(i) = CRLF_CRLF.find(&buf[back..]) {
+        return HeadEnd::At(back + i + 4);
     }
     let from = from.saturating_sub(2);
-    memchr::memchr_iter(b'\n', &buf[from..])
+    if memchr::memchr_iter(b'\n', &buf[from..])
         .any(|i| matches!(&buf[from + i + 1..], [b'\n', ..] | [b'\r', b'\n', ..]))
+    {
+        HeadEnd::BareLf
+    } else {
+        HeadEnd::None
+    }
 }
 
 /// A `Content-Length` value: digits only, no sign, no list.
@@ -1192,6 +1234,8 @@ mod tests {
             &b"GET /echo HTTP/1.1\nHost: x\r\n\r\n"[..],
             b"GET /echo HTTP/1.1\r\nHost: x\n\r\n",
             b"GET /echo HTTP/1.1\r\nHost: x\n\n",
+            // Ended by LF LF before the CRLF CRLF that ends the next request.
+            b"GET /echo HTTP/1.1\r\nHost: x\n\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET /echo HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
             b"GET /echo HTTP/1.1\r\nHost: x\r\nX: a\r\r\n\r\n",
         ] {
@@ -1387,6 +1431,28 @@ mod tests {
         tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(1)).await;
         assert_eq!(client.read(&mut buf).await.unwrap(), 0, "closed when idle");
         assert!(matches!(served.await.unwrap(), Ok(Served::Done)));
+    }
+
+    /// A field value is refused exactly when it holds a byte a `HeaderValue` may not (HTAB,
+    /// SP, VCHAR and obs-text are allowed), and kept as sent.
+    #[test]
+    fn the_parser_admits_exactly_the_bytes_a_header_value_may_hold() {
+        for b in 0..=255u8 {
+            let mut wire = b"GET / HTTP/1.1\r\nHost: x\r\nX: a".to_vec();
+            wire.extend([b, b'b']);
+            wire.extend(b"\r\n\r\n");
+            let parsed = parse_head(&Bytes::from(wire));
+            let valid = HeaderValue::from_bytes(&[b'a', b, b'b']).is_ok();
+            // CR and LF end the line instead (and are refused as bare line ends).
+            if b == b'\r' || b == b'\n' {
+                assert!(parsed.is_err(), "{b:#04x}");
+                continue;
+            }
+            assert_eq!(parsed.is_ok(), valid, "{b:#04x}");
+            if let Ok(Some(head)) = parsed {
+                assert_eq!(head.req.headers()["x"].as_bytes(), [b'a', b, b'b']);
+            }
+        }
     }
 
     #[test]
