@@ -32,20 +32,25 @@ impl Framing {
     /// The framing the response head `headers` declares; `None` when it cannot be relayed
     /// (a transfer coding other than a final `chunked`, or an invalid `Content-Length`).
     pub fn of(headers: &HeaderMap) -> Option<Self> {
-        let mut codings = headers
-            .get_all(http::header::TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.to_str().ok().into_iter().flat_map(|s| s.split(',')))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .peekable();
-        if codings.peek().is_some() {
-            // Only a lone `chunked` is decoded here; anything else stays with hyper.
-            let all: Vec<_> = codings.collect();
-            return (all.len() == 1 && all[0].eq_ignore_ascii_case("chunked"))
-                .then_some(Framing::Chunked);
+        // One walk over the (few) fields instead of a hashed lookup per name.
+        let (mut codings, mut chunked_last, mut length) = (0usize, false, None);
+        for (name, value) in headers {
+            if name == http::header::TRANSFER_ENCODING {
+                if value.to_str().is_ok() {
+                    for coding in crate::http1::tokens(value.as_bytes()) {
+                        codings += 1;
+                        chunked_last = coding.eq_ignore_ascii_case(b"chunked");
+                    }
+                }
+            } else if name == http::header::CONTENT_LENGTH && length.is_none() {
+                length = Some(value);
+            }
         }
-        match headers.get(http::header::CONTENT_LENGTH) {
+        if codings > 0 {
+            // Only a lone `chunked` is decoded here; anything else stays with hyper.
+            return (codings == 1 && chunked_last).then_some(Framing::Chunked);
+        }
+        match length {
             Some(v) => v.to_str().ok()?.trim().parse().ok().map(Framing::Length),
             None => Some(Framing::UntilClose),
         }
@@ -394,6 +399,28 @@ mod tests {
         );
         assert_eq!(Framing::of(&headers(&[("content-length", "x")])), None);
         assert_eq!(Framing::of(&headers(&[])), Some(Framing::UntilClose));
+        // Codings are read across fields; the first Content-Length counts.
+        assert_eq!(
+            Framing::of(&headers(&[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked")
+            ])),
+            None
+        );
+        assert_eq!(
+            Framing::of(&headers(&[
+                ("transfer-encoding", " , "),
+                ("content-length", "7")
+            ])),
+            Some(Framing::Length(7))
+        );
+        assert_eq!(
+            Framing::of(&headers(&[
+                ("content-length", "5"),
+                ("content-length", "9")
+            ])),
+            Some(Framing::Length(5))
+        );
         // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3).
         assert_eq!(
             Framing::of(&headers(&[
