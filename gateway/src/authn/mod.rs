@@ -26,7 +26,7 @@ pub mod token_review;
 use crate::state::SecretValues;
 use gatehouse_api::config::{PrincipalKind, TrustMethod, TrustProviderConfig};
 use gatehouse_api::identity::{AgentIdentity, AgentKind, UserIdentity};
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use jwt::{JsonFetcher, JwtSettings, JwtVerifier, Mapping, TokenError};
 use mtls::{IdentityFrom, MtlsProvider, PeerCertificates};
 use sha2::{Digest, Sha256};
@@ -35,16 +35,34 @@ use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use token_review::{ReviewCache, TokenReviewer};
-use zeroize::Zeroizing;
 
-/// A bearer token as received (kept only for token exchange; never logged).
+/// A bearer token as received (kept only for token exchange; never logged). It shares the
+/// request's header field (a reference count per request, not a copy of the token that is
+/// then wiped: the field's own bytes were never wiped, so the copy's wiping protected nothing).
 #[derive(Clone)]
-pub struct BearerToken(Arc<Zeroizing<String>>);
+pub struct BearerToken {
+    field: HeaderValue,
+    at: std::ops::Range<usize>,
+}
 
 impl BearerToken {
+    /// The token `token`, a part of `field`'s text.
+    fn of(field: &HeaderValue, token: &str) -> Self {
+        let start = (token.as_ptr() as usize).wrapping_sub(field.as_bytes().as_ptr() as usize);
+        Self {
+            field: field.clone(),
+            at: start..start + token.len(),
+        }
+    }
+
     /// The token text.
     pub fn expose(&self) -> &str {
-        self.0.as_str()
+        // `bearer` read the field as text: these bytes are ASCII.
+        self.field
+            .as_bytes()
+            .get(self.at.clone())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -133,12 +151,13 @@ impl AuthnError {
     }
 }
 
-fn bearer(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let raw = headers.get(name)?.to_str().ok()?.trim();
+fn bearer<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<(&'h HeaderValue, &'h str)> {
+    let field = headers.get(name)?;
+    let raw = field.to_str().ok()?.trim();
     let (scheme, rest) = raw.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
-        .then(|| rest.trim().to_string())
+        .then(|| (field, rest.trim()))
 }
 
 /// Bearer tokens larger than this are refused before any parsing.
@@ -567,23 +586,20 @@ impl Authenticator {
         }
         // A JWT in Authorization belongs to a JWT provider (an API key never looks like one).
         let auth_bearer =
-            bearer(headers, &http::header::AUTHORIZATION).filter(|t| looks_like_jwt(t));
+            bearer(headers, &http::header::AUTHORIZATION).filter(|(_, t)| looks_like_jwt(t));
         // A token whose issuer no JWT provider trusts goes to TokenReview, when configured
         // (ServiceAccount tokens of agents acting alone).
-        let for_review = auth_bearer
-            .as_ref()
-            .filter(|t| !self.review.is_empty() && !self.trusts_issuer_of(t));
-        if let Some(token) = for_review {
+        let for_review =
+            auth_bearer.filter(|(_, t)| !self.review.is_empty() && !self.trusts_issuer_of(t));
+        if let Some((field, token)) = for_review {
             let (agent, _) = self.review_any(token, None).await?;
             id.agent = Some(agent);
-            id.agent_token = Some(BearerToken(Arc::new(Zeroizing::new(token.clone()))));
+            id.agent_token = Some(BearerToken::of(field, token));
         }
-        let auth_jwt = auth_bearer
-            .as_ref()
-            .filter(|_| for_review.is_none() && !self.jwt.is_empty());
-        if let Some(token) = auth_jwt {
+        let auth_jwt = auth_bearer.filter(|_| for_review.is_none() && !self.jwt.is_empty());
+        if let Some((field, token)) = auth_jwt {
             let (_, v) = self.verify_jwt(token, route_url, None).await?;
-            let token = BearerToken(Arc::new(Zeroizing::new(token.clone())));
+            let token = BearerToken::of(field, token);
             if v.user.is_some() {
                 id.user_token = Some(token.clone());
             } else {
@@ -598,21 +614,21 @@ impl Authenticator {
         // user token's client claim: it is the stronger proof.
         for p in self.jwt.iter().filter(|p| p.agent_header.is_some()) {
             let header = p.agent_header.as_ref().expect("filtered");
-            let Some(token) = bearer(headers, header) else {
+            let Some((field, token)) = bearer(headers, header) else {
                 continue;
             };
-            let (_, v) = self.verify_jwt(&token, route_url, Some(header)).await?;
+            let (_, v) = self.verify_jwt(token, route_url, Some(header)).await?;
             id.agent = v.agent;
-            id.agent_token = Some(BearerToken(Arc::new(Zeroizing::new(token))));
+            id.agent_token = Some(BearerToken::of(field, token));
         }
         // TokenReview providers' agent headers.
         for p in &self.review {
-            let Some(token) = bearer(headers, &p.agent_header) else {
+            let Some((field, token)) = bearer(headers, &p.agent_header) else {
                 continue;
             };
-            let (agent, _) = self.review_any(&token, Some(p)).await?;
+            let (agent, _) = self.review_any(token, Some(p)).await?;
             id.agent = Some(agent);
-            id.agent_token = Some(BearerToken(Arc::new(Zeroizing::new(token))));
+            id.agent_token = Some(BearerToken::of(field, token));
         }
         for p in &self.api_keys {
             if p.header == http::header::AUTHORIZATION && auth_bearer.is_some() {
@@ -692,6 +708,24 @@ mod tests {
     use super::jwt::tests::{FakeIdp, ISS, mk_key, now, token};
     use super::*;
     use gatehouse_api::config::{TrustMethod, TrustProviderConfig};
+
+    /// The token kept for token exchange is the one sent, whatever spacing and scheme case
+    /// surround it.
+    #[test]
+    fn a_kept_bearer_token_is_the_token_sent() {
+        for sent in ["Bearer abc.def.ghi", "bearer   abc.def.ghi  ", " BEARER abc.def.ghi"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static(sent));
+            let (field, token) = bearer(&headers, &http::header::AUTHORIZATION).expect(sent);
+            let kept = BearerToken::of(field, token);
+            drop(headers);
+            assert_eq!(kept.expose(), "abc.def.ghi", "{sent:?}");
+            assert_eq!(format!("{kept:?}"), "BearerToken(<redacted>)");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert!(bearer(&headers, &http::header::AUTHORIZATION).is_none());
+    }
 
     fn oidc(name: &str) -> TrustProviderConfig {
         TrustProviderConfig {
