@@ -176,7 +176,7 @@ enum Next {
 /// A parsed request head.
 struct Head {
     req: Request<()>,
-    /// Bytes of the head (taken off the read buffer).
+    /// Bytes of the head in the read buffer.
     len: usize,
     /// The request body's framing (`Length(0)`: none).
     framing: Framing,
@@ -243,34 +243,14 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                     if preface == H2_PREFACE.len() {
                         return Ok(Next::Http2);
                     }
-                } else {
-                    let end = head_end(&self.rd, &mut searched);
-                    if let HeadEnd::At(len) = end {
-                        // The usual head: split off and parsed in place, its field values
-                        // shared with the split-off bytes instead of copied one by one. The
-                        // parser can end a head only at its first empty line, and this is it.
-                        let bytes = self.rd.split_to(len).freeze();
-                        return Ok(match parse_head(&bytes) {
-                            Ok(Some(head)) if head.len == len => Next::Request(head),
-                            Ok(_) => Next::Refuse(StatusCode::BAD_REQUEST),
-                            Err(status) => Next::Refuse(status),
-                        });
-                    }
-                    if end == HeadEnd::BareLf || self.rd.len() >= MAX_HEAD {
-                        // A head ended by a bare LF (refused), or none within the limit.
-                        match parse_head(&Bytes::copy_from_slice(&self.rd)) {
-                            Ok(Some(head)) => {
-                                self.rd.advance(head.len);
-                                return Ok(Next::Request(head));
-                            }
-                            Ok(None) if self.rd.len() >= MAX_HEAD => {
-                                return Ok(Next::Refuse(
-                                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                ));
-                            }
-                            Ok(None) => {}
-                            Err(status) => return Ok(Next::Refuse(status)),
+                } else if head_ends(&self.rd, &mut searched) || self.rd.len() >= MAX_HEAD {
+                    match parse_head(&self.rd) {
+                        Ok(Some(head)) => return Ok(Next::Request(head)),
+                        Ok(None) if self.rd.len() >= MAX_HEAD => {
+                            return Ok(Next::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
                         }
+                        Ok(None) => {}
+                        Err(status) => return Ok(Next::Refuse(status)),
                     }
                 }
                 deadline.get_or_insert_with(|| Instant::now() + HEAD_TIMEOUT);
@@ -307,9 +287,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         }
     }
 
-    /// Read the body `head` announces (its head already taken off the front of `rd`). The flag
-    /// says whether the connection can carry another request afterwards.
+    /// Read the body `head` announces (its head is still at the front of `rd`). The flag says
+    /// whether the connection can carry another request afterwards.
     async fn read_body(&mut self, head: &Head, max: usize) -> io::Result<(RequestBody, bool)> {
+        self.rd.advance(head.len);
         if head.framing == Framing::Length(0) {
             return Ok((RequestBody::empty(), true));
         }
@@ -597,8 +578,8 @@ async fn until_shutdown_owned(mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Parse a request head from the front of `buf`: `Ok(None)` while it is incomplete, `Err` with
-/// the status to refuse it with. The target and field values are slices of `buf`, not copies.
-fn parse_head(buf: &Bytes) -> Result<Option<Head>, StatusCode> {
+/// the status to refuse it with.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, StatusCode> {
     // Uninitialized: httparse writes only the fields it finds (no 3 KiB zeroed per head).
     let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
@@ -621,7 +602,7 @@ fn parse_head(buf: &Bytes) -> Result<Option<Head>, StatusCode> {
     let method = Method::from_bytes(parsed.method.unwrap_or_default().as_bytes()).map_err(bad)?;
     let target = parsed.path.unwrap_or_default();
     let uri = if method == Method::CONNECT || target.starts_with('/') || target.contains("://") {
-        Uri::from_maybe_shared(buf.slice_ref(target.as_bytes())).map_err(bad)?
+        Uri::try_from(target).map_err(bad)?
     } else if target == "*" && method == Method::OPTIONS {
         Uri::from_static("*")
     } else {
@@ -638,7 +619,7 @@ fn parse_head(buf: &Bytes) -> Result<Option<Head>, StatusCode> {
     let mut expect_continue = false;
     for field in parsed.headers.iter() {
         let name = field_name(field.name.as_bytes())?;
-        let value = HeaderValue::from_maybe_shared(buf.slice_ref(field.value)).map_err(bad)?;
+        let value = HeaderValue::from_bytes(field.value).map_err(bad)?;
         if name == header::CONTENT_LENGTH {
             let n = parse_length(field.value).ok_or(StatusCode::BAD_REQUEST)?;
             if length.is_some_and(|l| l != n) {
@@ -739,36 +720,20 @@ fn bad<E>(_: E) -> StatusCode {
     StatusCode::BAD_REQUEST
 }
 
-/// Where a head in `buf` ends, if it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HeadEnd {
-    /// Not yet.
-    None,
-    /// At this length: the first CRLF CRLF and everything before it.
-    At(usize),
-    /// At a bare LF LF or LF CRLF (which the parser then refuses).
-    BareLf,
-}
-
-/// Where the head at the front of `buf` ends, searching from `*searched` on.
-fn head_end(buf: &[u8], searched: &mut usize) -> HeadEnd {
+/// Whether `buf` holds a complete head (an empty line: LF CRLF, or a bare LF LF that the parser
+/// then refuses), searching from `*searched` on.
+fn head_ends(buf: &[u8], searched: &mut usize) -> bool {
     static CRLF_CRLF: LazyLock<memchr::memmem::Finder<'static>> =
         LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
     let from = *searched;
     *searched = buf.len();
     // The usual end, CRLF CRLF, in one search; the bare-LF forms only when it is not there.
-    let back = from.saturating_sub(3);
-    if let Some(i) = CRLF_CRLF.find(&buf[back..]) {
-        return HeadEnd::At(back + i + 4);
+    if CRLF_CRLF.find(&buf[from.saturating_sub(3)..]).is_some() {
+        return true;
     }
     let from = from.saturating_sub(2);
-    if memchr::memchr_iter(b'\n', &buf[from..])
+    memchr::memchr_iter(b'\n', &buf[from..])
         .any(|i| matches!(&buf[from + i + 1..], [b'\n', ..] | [b'\r', b'\n', ..]))
-    {
-        HeadEnd::BareLf
-    } else {
-        HeadEnd::None
-    }
 }
 
 /// A `Content-Length` value: digits only, no sign, no list.
@@ -1441,7 +1406,7 @@ mod tests {
             let mut wire = b"GET / HTTP/1.1\r\nHost: x\r\nX: a".to_vec();
             wire.extend([b, b'b']);
             wire.extend(b"\r\n\r\n");
-            let parsed = parse_head(&Bytes::from(wire));
+            let parsed = parse_head(&wire);
             let valid = HeaderValue::from_bytes(&[b'a', b, b'b']).is_ok();
             // CR and LF end the line instead (and are refused as bare line ends).
             if b == b'\r' || b == b'\n' {
