@@ -714,7 +714,13 @@ mod tests {
     fn only_three_part_tokens_look_like_jwts() {
         assert!(looks_like_jwt("eyJh.eyJi.sig"));
         assert!(looks_like_jwt("eyJh.eyJi."));
-        for not in ["eyJh.eyJi", "eyJh.eyJi.sig.more", "abc.def.ghi", "eyJhbGciOi", ""] {
+        for not in [
+            "eyJh.eyJi",
+            "eyJh.eyJi.sig.more",
+            "abc.def.ghi",
+            "eyJhbGciOi",
+            "",
+        ] {
             assert!(!looks_like_jwt(not), "{not}");
         }
     }
@@ -723,7 +729,11 @@ mod tests {
     /// surround it.
     #[test]
     fn a_kept_bearer_token_is_the_token_sent() {
-        for sent in ["Bearer abc.def.ghi", "bearer   abc.def.ghi  ", " BEARER abc.def.ghi"] {
+        for sent in [
+            "Bearer abc.def.ghi",
+            "bearer   abc.def.ghi  ",
+            " BEARER abc.def.ghi",
+        ] {
             let mut headers = HeaderMap::new();
             headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static(sent));
             let (field, token) = bearer(&headers, &http::header::AUTHORIZATION).expect(sent);
@@ -733,7 +743,10 @@ mod tests {
             assert_eq!(format!("{kept:?}"), "BearerToken(<redacted>)");
         }
         let mut headers = HeaderMap::new();
-        headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        headers.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Basic abc"),
+        );
         assert!(bearer(&headers, &http::header::AUTHORIZATION).is_none());
     }
 
