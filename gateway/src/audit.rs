@@ -5,15 +5,18 @@
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use gatehouse_api::config::AuditConfig;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One audit record.
+/// One audit record. Names that live in the serving snapshot (the gateway, the server) are
+/// borrowed from it while the request is handled, not copied per request; a record that
+/// outlives the request (a relayed stream's) is made [`owned`](Self::into_owned).
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct AuditRecord {
+pub struct AuditRecord<'a> {
     /// RFC 3339 time the request arrived.
     pub timestamp: String,
     /// Gateway-assigned request id (also sent upstream as `X-Request-Id`).
@@ -41,15 +44,15 @@ pub struct AuditRecord {
     pub agent_provider: Option<String>,
     /// The gateway (or sidecar) that served the request.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub gateway: Option<String>,
+    pub gateway: Option<Cow<'a, str>>,
     /// W3C trace id from the client's `traceparent`, when sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
     /// McpServer `namespace/name`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
+    pub server: Option<Cow<'a, str>>,
     /// HTTP method of the request.
-    pub http_method: String,
+    pub http_method: Cow<'static, str>,
     /// Request path.
     pub path: String,
     /// JSON-RPC method (`response` for a client's reply to a server request).
@@ -69,7 +72,7 @@ pub struct AuditRecord {
     pub prompt: Option<String>,
     /// `allow` or `deny`, when a policy decision was made.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub decision: Option<String>,
+    pub decision: Option<Cow<'static, str>>,
     /// The deciding AccessPolicy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
@@ -137,7 +140,7 @@ fn rfc3339_millis(t: DateTime<Utc>) -> String {
         .unwrap_or_default()
 }
 
-impl AuditRecord {
+impl AuditRecord<'_> {
     /// The record as one JSON object, exactly as its `Serialize` form (tested), without
     /// serde's per-byte escaping for the strings that need none (nearly all of them).
     pub fn write_json(&self, out: &mut Vec<u8>) {
@@ -178,12 +181,52 @@ impl AuditRecord {
 
     /// A record for a request that just arrived.
     pub fn start(request_id: String, http_method: &str, path: &str) -> Self {
+        let http_method = match http_method {
+            "POST" => Cow::Borrowed("POST"),
+            "GET" => Cow::Borrowed("GET"),
+            "DELETE" => Cow::Borrowed("DELETE"),
+            other => Cow::Owned(other.to_owned()),
+        };
         Self {
             timestamp: rfc3339_millis(Utc::now()),
             request_id,
-            http_method: http_method.to_string(),
+            http_method,
             path: path.to_string(),
             ..Default::default()
+        }
+    }
+
+    /// The same record, owning every name (to outlive the request).
+    pub fn into_owned(self) -> AuditRecord<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        AuditRecord {
+            timestamp: self.timestamp,
+            request_id: self.request_id,
+            session: self.session,
+            user: self.user,
+            email: self.email,
+            user_provider: self.user_provider,
+            agent: self.agent,
+            agent_kind: self.agent_kind,
+            agent_provider: self.agent_provider,
+            gateway: self.gateway.map(own),
+            trace_id: self.trace_id,
+            server: self.server.map(own),
+            http_method: self.http_method,
+            path: self.path,
+            method: self.method,
+            jsonrpc_id: self.jsonrpc_id,
+            tool: self.tool,
+            resource: self.resource,
+            prompt: self.prompt,
+            decision: self.decision,
+            policy: self.policy,
+            credential_provider: self.credential_provider,
+            reason: self.reason,
+            error: self.error,
+            status: self.status,
+            upstream_status: self.upstream_status,
+            latency_ms: self.latency_ms,
         }
     }
 }
@@ -215,9 +258,9 @@ impl JsonObject<'_> {
         escape_into(self.out, value.as_bytes());
     }
 
-    fn opt(&mut self, key: &str, value: &Option<String>) {
+    fn opt<S: AsRef<str>>(&mut self, key: &str, value: &Option<S>) {
         if let Some(v) = value {
-            self.str(key, v);
+            self.str(key, v.as_ref());
         }
     }
 
@@ -430,7 +473,7 @@ impl AuditLog {
     }
 
     /// Write one record to the sink `config` names.
-    pub fn write(&self, config: &AuditConfig, record: &AuditRecord) {
+    pub fn write(&self, config: &AuditConfig, record: &AuditRecord<'_>) {
         let mut pending = self.shared.pending();
         if pending.config.as_ref() != Some(config) {
             drop(pending);
@@ -546,7 +589,7 @@ mod tests {
 
     use super::*;
 
-    fn full_record(text: &str) -> AuditRecord {
+    fn full_record(text: &str) -> AuditRecord<'static> {
         let t = || Some(text.to_string());
         AuditRecord {
             timestamp: "2026-11-26T13:00:00.123Z".into(),
@@ -558,9 +601,9 @@ mod tests {
             agent: t(),
             agent_kind: t(),
             agent_provider: t(),
-            gateway: t(),
+            gateway: t().map(Cow::Owned),
             trace_id: t(),
-            server: t(),
+            server: t().map(Cow::Owned),
             http_method: "POST".into(),
             path: text.into(),
             method: t(),
@@ -568,7 +611,7 @@ mod tests {
             tool: t(),
             resource: t(),
             prompt: t(),
-            decision: t(),
+            decision: t().map(Cow::Owned),
             policy: t(),
             credential_provider: t(),
             reason: t(),

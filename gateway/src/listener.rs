@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -381,7 +382,9 @@ pub async fn handle(
     let mut audit = AuditRecord::start(request_id, req.method().as_str(), &path);
     audit.trace_id = crate::audit::trace_id(req.headers().get(&TRACEPARENT));
     let snapshot = gw.snapshot();
-    audit.gateway = snapshot.as_ref().map(|s| s.gateway_label.clone());
+    audit.gateway = snapshot
+        .as_ref()
+        .map(|s| Cow::Borrowed(s.gateway_label.as_str()));
     let response = match front(&gw, snapshot.as_ref(), req, &path, tls, &mut audit).await {
         Ok(Outcome::Mcp(r)) => r,
         Ok(Outcome::Metadata(r)) => return r,
@@ -417,13 +420,13 @@ pub async fn handle(
     response
 }
 
-async fn front(
+async fn front<'s>(
     gw: &Arc<Gateway>,
-    snapshot: Option<&Arc<Snapshot>>,
+    snapshot: Option<&'s Arc<Snapshot>>,
     req: Request<RequestBody>,
     path: &str,
     tls: bool,
-    audit: &mut AuditRecord,
+    audit: &mut AuditRecord<'s>,
 ) -> Result<Outcome, GatewayError> {
     let snapshot = snapshot.ok_or(GatewayError::NotReady)?;
     check_origin(snapshot, req.headers())?;
@@ -445,7 +448,7 @@ async fn front(
         Route::NotFound => return Err(GatewayError::NoRoute(path.to_string())),
         Route::Mcp(i) => i,
     };
-    audit.server = Some(snapshot.servers[server].label.clone());
+    audit.server = Some(Cow::Borrowed(snapshot.servers[server].label.as_str()));
     let metadata_url =
         || route::metadata_url(&route::public_base(snapshot, req.headers(), tls), path);
     // Tokens in URLs leak into logs and histories; the MCP authorization spec forbids them.

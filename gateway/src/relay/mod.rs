@@ -24,6 +24,7 @@ use gatehouse_api::refs::ObjectKey;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use rewrite::Rewriter;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 const MCP_SESSION_ID: &str = "mcp-session-id";
@@ -89,7 +90,7 @@ static UPSTREAM_SESSION_ID: HeaderName = HeaderName::from_static(MCP_SESSION_ID)
 static PROTOCOL_VERSION: HeaderName = HeaderName::from_static(MCP_PROTOCOL_VERSION);
 
 /// Everything known about the request being relayed.
-pub struct Call<'a> {
+pub struct Call<'a, 's> {
     /// The shared gateway.
     pub gateway: &'a Arc<Gateway>,
     /// The snapshot serving it.
@@ -101,12 +102,12 @@ pub struct Call<'a> {
     /// The client's session id and its claims, when it sent one.
     pub session: Option<(String, SessionClaims)>,
     /// The audit record being filled.
-    pub audit: &'a mut AuditRecord,
+    pub audit: &'a mut AuditRecord<'s>,
 }
 
 /// Relay an MCP request: route and authentication are done; the rest happens here.
 pub async fn relay(
-    mut call: Call<'_>,
+    mut call: Call<'_, '_>,
     req: Request<RequestBody>,
 ) -> Result<Response<Body>, GatewayError> {
     let route = &call.snapshot.servers[call.server];
@@ -167,7 +168,7 @@ pub async fn relay(
         op,
         args,
     );
-    call.audit.decision = Some(decision.effect.as_str().to_string());
+    call.audit.decision = Some(Cow::Borrowed(decision.effect.as_str()));
     call.audit.policy = decision.policy.map(ObjectKey::render);
     call.audit.credential_provider = decision.credential_provider.map(ObjectKey::render);
     let id = message.as_ref().and_then(|m| m.id.clone());
@@ -324,7 +325,7 @@ pub async fn relay(
             rewriter(pending),
             upstream.idle_timeout,
             call.gateway.clone(),
-            call.audit.clone(),
+            call.audit.clone().into_owned(),
         )
     } else if may_rewrite && starts_with_ignore_case(content_type, b"application/json") {
         match rewrite::rewrite_json(up_body, &rewriter(pending)).await {
@@ -356,7 +357,7 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
 
 /// The client's session id for `upstream_sid`: the one it sent if it still names that upstream
 /// session, else a freshly minted one bound to this caller and server.
-fn session_token(call: &Call<'_>, upstream_sid: &str) -> String {
+fn session_token(call: &Call<'_, '_>, upstream_sid: &str) -> String {
     if let Some((token, claims)) = &call.session
         && claims.upstream == upstream_sid
     {
@@ -423,7 +424,7 @@ async fn read_limited(body: RequestBody, limit: usize) -> Result<Bytes, GatewayE
 }
 
 /// Fill the audit record's message fields.
-fn note_message(audit: &mut AuditRecord, m: &ClientMessage) {
+fn note_message(audit: &mut AuditRecord<'_>, m: &ClientMessage) {
     audit.method = Some(m.method.clone());
     audit.jsonrpc_id = m.id.clone();
     audit.tool = m.tool.clone();
@@ -455,7 +456,7 @@ pub fn open_session(
     server: usize,
     who: &Identity,
     headers: &HeaderMap,
-    audit: &mut AuditRecord,
+    audit: &mut AuditRecord<'_>,
 ) -> Result<Option<(String, SessionClaims)>, GatewayError> {
     let Some(token) = headers.get(&UPSTREAM_SESSION_ID) else {
         return Ok(None);

@@ -106,7 +106,7 @@ struct SseState {
     answered: bool,
     done: bool,
     gateway: Arc<Gateway>,
-    audit: AuditRecord,
+    audit: AuditRecord<'static>,
     _guard: StreamGuard,
 }
 
@@ -227,7 +227,7 @@ pub fn relay_sse(
     rewriter: Rewriter,
     idle: Duration,
     gateway: Arc<Gateway>,
-    audit: AuditRecord,
+    audit: AuditRecord<'static>,
 ) -> Body {
     let guard = StreamGuard::open(&gateway.metrics.active_streams);
     let state = SseState {
