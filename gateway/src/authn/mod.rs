@@ -40,29 +40,12 @@ use token_review::{ReviewCache, TokenReviewer};
 /// request's header field (a reference count per request, not a copy of the token that is
 /// then wiped: the field's own bytes were never wiped, so the copy's wiping protected nothing).
 #[derive(Clone)]
-pub struct BearerToken {
-    field: HeaderValue,
-    at: std::ops::Range<usize>,
-}
+pub struct BearerToken(HeaderValue);
 
 impl BearerToken {
-    /// The token `token`, a part of `field`'s text.
-    fn of(field: &HeaderValue, token: &str) -> Self {
-        let start = (token.as_ptr() as usize).wrapping_sub(field.as_bytes().as_ptr() as usize);
-        Self {
-            field: field.clone(),
-            at: start..start + token.len(),
-        }
-    }
-
     /// The token text.
     pub fn expose(&self) -> &str {
-        // `bearer` read the field as text: these bytes are ASCII.
-        self.field
-            .as_bytes()
-            .get(self.at.clone())
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or_default()
+        bearer_token(&self.0).unwrap_or_default()
     }
 }
 
@@ -151,13 +134,16 @@ impl AuthnError {
     }
 }
 
+/// The `name` field, when it carries `Bearer <token>`, and the token.
 fn bearer<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<(&'h HeaderValue, &'h str)> {
     let field = headers.get(name)?;
-    let raw = field.to_str().ok()?.trim();
-    let (scheme, rest) = raw.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| (field, rest.trim()))
+    Some((field, bearer_token(field)?))
+}
+
+/// The token of a `Bearer <token>` field value.
+fn bearer_token(field: &HeaderValue) -> Option<&str> {
+    let (scheme, rest) = field.to_str().ok()?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 /// Bearer tokens larger than this are refused before any parsing.
@@ -595,12 +581,12 @@ impl Authenticator {
         if let Some((field, token)) = for_review {
             let (agent, _) = self.review_any(token, None).await?;
             id.agent = Some(agent);
-            id.agent_token = Some(BearerToken::of(field, token));
+            id.agent_token = Some(BearerToken(field.clone()));
         }
         let auth_jwt = auth_bearer.filter(|_| for_review.is_none() && !self.jwt.is_empty());
         if let Some((field, token)) = auth_jwt {
             let (_, v) = self.verify_jwt(token, route_url, None).await?;
-            let token = BearerToken::of(field, token);
+            let token = BearerToken(field.clone());
             if v.user.is_some() {
                 id.user_token = Some(token.clone());
             } else {
@@ -620,7 +606,7 @@ impl Authenticator {
             };
             let (_, v) = self.verify_jwt(token, route_url, Some(header)).await?;
             id.agent = v.agent;
-            id.agent_token = Some(BearerToken::of(field, token));
+            id.agent_token = Some(BearerToken(field.clone()));
         }
         // TokenReview providers' agent headers.
         for p in &self.review {
@@ -629,7 +615,7 @@ impl Authenticator {
             };
             let (agent, _) = self.review_any(token, Some(p)).await?;
             id.agent = Some(agent);
-            id.agent_token = Some(BearerToken::of(field, token));
+            id.agent_token = Some(BearerToken(field.clone()));
         }
         for p in &self.api_keys {
             if p.header == http::header::AUTHORIZATION && auth_bearer.is_some() {
@@ -736,8 +722,8 @@ mod tests {
         ] {
             let mut headers = HeaderMap::new();
             headers.insert(http::header::AUTHORIZATION, HeaderValue::from_static(sent));
-            let (field, token) = bearer(&headers, &http::header::AUTHORIZATION).expect(sent);
-            let kept = BearerToken::of(field, token);
+            let (field, _) = bearer(&headers, &http::header::AUTHORIZATION).expect(sent);
+            let kept = BearerToken(field.clone());
             drop(headers);
             assert_eq!(kept.expose(), "abc.def.ghi", "{sent:?}");
             assert_eq!(format!("{kept:?}"), "BearerToken(<redacted>)");
