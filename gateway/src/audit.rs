@@ -144,33 +144,35 @@ impl AuditRecord<'_> {
     /// The record as one JSON object, exactly as its `Serialize` form (tested), without
     /// serde's per-byte escaping for the strings that need none (nearly all of them).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let mut w = JsonObject { out, first: true };
-        w.str(k!("timestamp"), &self.timestamp);
-        w.str(k!("request_id"), &self.request_id);
-        w.opt(k!("session"), &self.session);
-        w.opt(k!("user"), &self.user);
-        w.opt(k!("email"), &self.email);
-        w.opt(k!("user_provider"), &self.user_provider);
-        w.opt(k!("agent"), &self.agent);
-        w.opt(k!("agent_kind"), &self.agent_kind);
-        w.opt(k!("agent_provider"), &self.agent_provider);
-        w.opt(k!("gateway"), &self.gateway);
-        w.opt(k!("trace_id"), &self.trace_id);
-        w.opt(k!("server"), &self.server);
-        w.str(k!("http_method"), &self.http_method);
-        w.str(k!("path"), &self.path);
-        w.opt(k!("method"), &self.method);
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        escape_into(out, self.timestamp.as_bytes());
+        out.push(b'"');
+        let mut w = JsonObject { out };
+        w.str(ks!("request_id"), &self.request_id);
+        w.opt(ks!("session"), &self.session);
+        w.opt(ks!("user"), &self.user);
+        w.opt(ks!("email"), &self.email);
+        w.opt(ks!("user_provider"), &self.user_provider);
+        w.opt(ks!("agent"), &self.agent);
+        w.opt(ks!("agent_kind"), &self.agent_kind);
+        w.opt(ks!("agent_provider"), &self.agent_provider);
+        w.opt(ks!("gateway"), &self.gateway);
+        w.opt(ks!("trace_id"), &self.trace_id);
+        w.opt(ks!("server"), &self.server);
+        w.str(ks!("http_method"), &self.http_method);
+        w.str(ks!("path"), &self.path);
+        w.opt(ks!("method"), &self.method);
         if let Some(id) = &self.jsonrpc_id {
             w.value(k!("jsonrpc_id"), id);
         }
-        w.opt(k!("tool"), &self.tool);
-        w.opt(k!("resource"), &self.resource);
-        w.opt(k!("prompt"), &self.prompt);
-        w.opt(k!("decision"), &self.decision);
-        w.opt(k!("policy"), &self.policy);
-        w.opt(k!("credential_provider"), &self.credential_provider);
-        w.opt(k!("reason"), &self.reason);
-        w.opt(k!("error"), &self.error);
+        w.opt(ks!("tool"), &self.tool);
+        w.opt(ks!("resource"), &self.resource);
+        w.opt(ks!("prompt"), &self.prompt);
+        w.opt(ks!("decision"), &self.decision);
+        w.opt(ks!("policy"), &self.policy);
+        w.opt(ks!("credential_provider"), &self.credential_provider);
+        w.opt(ks!("reason"), &self.reason);
+        w.opt(ks!("error"), &self.error);
         w.value(k!("status"), &self.status);
         if let Some(s) = &self.upstream_status {
             w.value(k!("upstream_status"), s);
@@ -231,31 +233,32 @@ impl AuditRecord<'_> {
     }
 }
 
-/// Writes the fields of a JSON object (see [`AuditRecord::write_json`]).
+/// Writes the members of a JSON object after its first (see [`AuditRecord::write_json`]).
 struct JsonObject<'a> {
     out: &'a mut Vec<u8>,
-    first: bool,
 }
 
-/// A member name as written: `"name":` (one copy per member instead of three).
+/// A member after the first, as written up to its value: `,"name":` (one copy per member
+/// instead of three).
 macro_rules! k {
     ($name:literal) => {
-        concat!("\"", $name, "\":")
+        concat!(",\"", $name, "\":")
     };
 }
-use k;
+/// A string member after the first, as written up to its value: `,"name":"`.
+macro_rules! ks {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":\"")
+    };
+}
+use {k, ks};
 
 impl JsonObject<'_> {
-    /// Start a member; `key` is [`k!`]'s `"name":`.
-    fn key(&mut self, key: &str) {
-        self.out.push(if self.first { b'{' } else { b',' });
-        self.first = false;
-        self.out.extend_from_slice(key.as_bytes());
-    }
-
+    /// A string member; `key` is [`ks!`]`("name")`.
     fn str(&mut self, key: &str, value: &str) {
-        self.key(key);
+        self.out.extend_from_slice(key.as_bytes());
         escape_into(self.out, value.as_bytes());
+        self.out.push(b'"');
     }
 
     fn opt<S: AsRef<str>>(&mut self, key: &str, value: &Option<S>) {
@@ -264,18 +267,17 @@ impl JsonObject<'_> {
         }
     }
 
+    /// Any other member; `key` is [`k!`]`("name")`.
     fn value<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
-        self.key(key);
+        self.out.extend_from_slice(key.as_bytes());
         let _ = serde_json::to_writer(&mut *self.out, value);
     }
 }
 
-/// `value` as a JSON string, escaped exactly as serde_json escapes it: `"` and `\\`
-/// backslashed, `\b \t \n \f \r` short, other control characters `\u00xx`; everything else
+/// The inside of `value` as a JSON string, escaped exactly as serde_json escapes it: `"` and
+/// `\\` backslashed, `\b \t \n \f \r` short, other control characters `\u00xx`; everything else
 /// (DEL, non-ASCII) as it is. Runs of plain bytes are found eight at a time and copied whole.
 fn escape_into(out: &mut Vec<u8>, mut value: &[u8]) {
-    out.reserve(value.len() + 2);
-    out.push(b'"');
     loop {
         let plain = plain_prefix(value);
         out.extend_from_slice(&value[..plain]);
@@ -299,32 +301,48 @@ fn escape_into(out: &mut Vec<u8>, mut value: &[u8]) {
         }
         value = rest;
     }
-    out.push(b'"');
+}
+
+/// For eight bytes read little-endian: the high bit of each byte that needs escaping in a JSON
+/// string (below 0x20, `"` or `\\`) is set. Exact for the lowest such byte, which is all
+/// [`plain_prefix`] reads (a byte above one may show set when it is not).
+fn special_bytes(x: u64) -> u64 {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The high bit of each zero byte of `v`, exact up to the lowest one.
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    // A byte below 0x20 is one whose top three bits are all zero.
+    zero(x & u64::from_ne_bytes([0xe0; 8]))
+        | zero(x ^ u64::from_ne_bytes([b'"'; 8]))
+        | zero(x ^ u64::from_ne_bytes([b'\\'; 8]))
 }
 
 /// How many leading bytes of `s` need no escaping in a JSON string.
 fn plain_prefix(s: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Whether some byte of `x` is zero (exact as a yes/no; which byte is checked below).
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
-    let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+    let first = |mask: u64| (mask.trailing_zeros() / 8) as usize;
     let mut i = 0;
     while let Some(chunk) = s.get(i..i + 8) {
-        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
-        // A byte below 0x20 is one whose top three bits are all zero.
-        let control = has_zero(x & u64::from_ne_bytes([0xe0; 8]));
-        let quote = has_zero(x ^ u64::from_ne_bytes([b'"'; 8]));
-        let backslash = has_zero(x ^ u64::from_ne_bytes([b'\\'; 8]));
-        if control || quote || backslash {
-            break;
+        let mask = special_bytes(word(chunk));
+        if mask != 0 {
+            return i + first(mask);
         }
         i += 8;
     }
-    i + s[i..]
-        .iter()
-        .position(|&b| special(b))
-        .unwrap_or(s.len() - i)
+    let rest = s.len() - i;
+    if rest == 0 {
+        return i;
+    }
+    let mask = if s.len() >= 8 {
+        // The last eight bytes, of which the first `8 - rest` were found plain above.
+        special_bytes(word(&s[s.len() - 8..])) >> (8 * (8 - rest))
+    } else {
+        // A short string, padded with spaces (plain).
+        let mut padded = [b' '; 8];
+        padded[..rest].copy_from_slice(s);
+        special_bytes(u64::from_le_bytes(padded))
+    };
+    if mask == 0 { s.len() } else { i + first(mask) }
 }
 
 enum Sink {
@@ -715,6 +733,32 @@ mod tests {
 
     /// The hand-written line is byte for byte what serde writes: same order, same optional
     /// fields left out, same escaping (plain, quotes, control characters, non-ASCII, DEL).
+    #[test]
+    fn the_plain_prefix_ends_at_the_first_byte_json_escapes() {
+        let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        let naive = |s: &[u8]| s.iter().position(|&b| special(b)).unwrap_or(s.len());
+        // Plain bytes next to the special ones in value or in borrow behaviour, and a few
+        // specials; every length across the word size, a special at every offset (and a
+        // second one after it, which must not move the answer).
+        let plain = [b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xe0, 0xff, b'a'];
+        let specials = [0x00, 0x01, 0x1f, b'"', b'\\', b'\n'];
+        for len in 0..=25 {
+            let base: Vec<u8> = (0..len).map(|i| plain[i % plain.len()]).collect();
+            assert_eq!(plain_prefix(&base), len);
+            for at in 0..len {
+                for &sp in &specials {
+                    let mut s = base.clone();
+                    s[at] = sp;
+                    assert_eq!(plain_prefix(&s), naive(&s), "{s:?}");
+                    if at + 1 < len {
+                        s[at + 1] = b'"';
+                        assert_eq!(plain_prefix(&s), at, "{s:?}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_audit_line_is_exactly_its_serde_form() {
         let texts = [
