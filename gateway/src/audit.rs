@@ -75,10 +75,10 @@ pub struct AuditRecord<'a> {
     pub decision: Option<Cow<'static, str>>,
     /// The deciding AccessPolicy.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub policy: Option<String>,
+    pub policy: Option<Cow<'a, str>>,
     /// The CredentialProvider whose credential was injected.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub credential_provider: Option<String>,
+    pub credential_provider: Option<Cow<'a, str>>,
     /// The decision's or the error's reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -222,8 +222,8 @@ impl AuditRecord<'_> {
             resource: self.resource,
             prompt: self.prompt,
             decision: self.decision,
-            policy: self.policy,
-            credential_provider: self.credential_provider,
+            policy: self.policy.map(own),
+            credential_provider: self.credential_provider.map(own),
             reason: self.reason,
             error: self.error,
             status: self.status,
@@ -630,8 +630,8 @@ mod tests {
             resource: t(),
             prompt: t(),
             decision: t().map(Cow::Owned),
-            policy: t(),
-            credential_provider: t(),
+            policy: t().map(Cow::Owned),
+            credential_provider: t().map(Cow::Owned),
             reason: t(),
             error: t(),
             status: 200,

@@ -14,6 +14,8 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub(super) struct CompiledPolicy {
     pub key: ObjectKey,
+    /// `key` rendered `namespace/name` once, for every decision's audit record.
+    pub name: String,
     pub action: Action,
     /// Empty only for fail-closed policies whose subjects could not be compiled: everyone.
     pub subjects: Vec<CompiledSubject>,
@@ -45,7 +47,8 @@ pub(super) struct CompiledAgents {
 
 #[derive(Debug)]
 pub(super) struct CompiledTarget {
-    pub credential_provider: Option<ObjectKey>,
+    /// The credential provider, and its key rendered `namespace/name`.
+    pub credential_provider: Option<(ObjectKey, String)>,
     pub tools: Option<CompiledFilter>,
     pub resources: Option<CompiledFilter>,
     pub prompts: Option<CompiledFilter>,
@@ -114,6 +117,7 @@ impl CompiledPolicy {
                     server,
                     CompiledPolicy {
                         key: p.key.clone(),
+                        name: p.key.render(),
                         action: p.action,
                         subjects: subjects.clone(),
                         targets,
@@ -182,12 +186,13 @@ impl CompiledPolicy {
         Some(reason)
     }
 
-    /// The credential provider of the first target covering the operation.
-    pub fn credential_for(&self, req: &Request<'_>) -> Option<&ObjectKey> {
+    /// The credential provider of the first target covering the operation, and its name.
+    pub fn credential_for(&self, req: &Request<'_>) -> Option<(&ObjectKey, &str)> {
         self.targets
             .iter()
             .find(|t| t.covers(self.action, &req.operation))
             .and_then(|t| t.credential_provider.as_ref())
+            .map(|(key, name)| (key, name.as_str()))
     }
 }
 
@@ -228,7 +233,10 @@ fn compile_target(t: &TargetConfig) -> Result<CompiledTarget, String> {
             .transpose()
     };
     Ok(CompiledTarget {
-        credential_provider: t.credential_provider.clone(),
+        credential_provider: t
+            .credential_provider
+            .as_ref()
+            .map(|k| (k.clone(), k.render())),
         tools: filter(&t.tools, "tools")?,
         resources: filter(&t.resources, "resources")?,
         prompts: filter(&t.prompts, "prompts")?,

@@ -135,6 +135,10 @@ pub struct Decision<'a> {
     pub reason: String,
     /// The credential provider to inject, for allowed requests whose policy names one.
     pub credential_provider: Option<&'a ObjectKey>,
+    /// `policy` rendered `namespace/name` (at compile time, not per decision).
+    pub policy_name: Option<&'a str>,
+    /// `credential_provider` rendered `namespace/name` (at compile time, not per decision).
+    pub credential_provider_name: Option<&'a str>,
 }
 
 impl Decision<'_> {
@@ -206,17 +210,22 @@ impl PolicySet {
                     policy: Some(&p.key),
                     reason,
                     credential_provider: None,
+                    policy_name: Some(&p.name),
+                    credential_provider_name: None,
                 };
             }
         }
         for &i in &candidates.allow {
             let p = server.policy(i);
             if let Some(reason) = p.matches(req) {
+                let credential = p.credential_for(req);
                 return Decision {
                     effect: Effect::Allow,
                     policy: Some(&p.key),
                     reason,
-                    credential_provider: p.credential_for(req),
+                    credential_provider: credential.map(|(key, _)| key),
+                    policy_name: Some(&p.name),
+                    credential_provider_name: credential.map(|(_, name)| name),
                 };
             }
         }
@@ -240,6 +249,8 @@ fn default_deny<'a>(req: &Request<'_>) -> Decision<'a> {
             req.server
         ),
         credential_provider: None,
+        policy_name: None,
+        credential_provider_name: None,
     }
 }
 

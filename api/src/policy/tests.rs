@@ -172,6 +172,9 @@ fn allow_by_group_names_the_policy_and_its_credential() {
         d.credential_provider,
         Some(&ObjectKey::new("team-a", "github-oauth"))
     );
+    // The names the audit record shows, rendered when the policies were compiled.
+    assert_eq!(d.policy_name, Some("team-a/eng"));
+    assert_eq!(d.credential_provider_name, Some("team-a/github-oauth"));
     assert!(d.reason.contains("team-a/eng"), "{}", d.reason);
     assert!(!decide(&set, tool(Some(&bob), None, "create_issue")).is_allowed());
     // Another server is untouched by this policy.
@@ -283,6 +286,7 @@ fn first_allow_by_name_order_decides_and_supplies_the_credential() {
         d.credential_provider,
         Some(&ObjectKey::new("team-a", "a-cred"))
     );
+    assert_eq!(d.credential_provider_name, Some("team-a/a-cred"));
 }
 
 #[test]

@@ -20,7 +20,6 @@ use crate::state::{Gateway, Snapshot};
 use crate::{authz, route};
 use bytes::Bytes;
 use gatehouse_api::policy::Operation;
-use gatehouse_api::refs::ObjectKey;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use rewrite::Rewriter;
@@ -94,7 +93,7 @@ pub struct Call<'a, 's> {
     /// The shared gateway.
     pub gateway: &'a Arc<Gateway>,
     /// The snapshot serving it.
-    pub snapshot: &'a Arc<Snapshot>,
+    pub snapshot: &'s Arc<Snapshot>,
     /// Index of the server.
     pub server: usize,
     /// The caller.
@@ -161,16 +160,11 @@ pub async fn relay(
             None,
         ),
     };
-    let decision = authz::decide(
-        &call.snapshot.policies,
-        &route.config.key,
-        &call.who,
-        op,
-        args,
-    );
+    let snapshot: &Snapshot = call.snapshot;
+    let decision = authz::decide(&snapshot.policies, &route.config.key, &call.who, op, args);
     call.audit.decision = Some(Cow::Borrowed(decision.effect.as_str()));
-    call.audit.policy = decision.policy.map(ObjectKey::render);
-    call.audit.credential_provider = decision.credential_provider.map(ObjectKey::render);
+    call.audit.policy = decision.policy_name.map(Cow::Borrowed);
+    call.audit.credential_provider = decision.credential_provider_name.map(Cow::Borrowed);
     let id = message.as_ref().and_then(|m| m.id.clone());
     let is_request = message.as_ref().is_some_and(|m| m.kind == Kind::Request);
     if !decision.is_allowed() {
@@ -178,7 +172,7 @@ pub async fn relay(
         return Err(GatewayError::Denied {
             id: if is_request { id } else { None },
             reason: decision.reason,
-            policy: decision.policy.map(ObjectKey::render),
+            policy: decision.policy_name.map(str::to_owned),
         });
     }
     call.audit.reason = Some(decision.reason);
