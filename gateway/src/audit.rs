@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 pub struct AuditRecord<'a> {
     /// RFC 3339 time the request arrived.
     pub timestamp: String,
+    /// The same time, for the policy decision's `now` (not written: `timestamp` is).
+    #[serde(skip)]
+    pub arrived: DateTime<Utc>,
     /// Gateway-assigned request id (also sent upstream as `X-Request-Id`).
     pub request_id: String,
     /// Digest of the client-visible session id (never the id itself).
@@ -189,8 +192,10 @@ impl AuditRecord<'_> {
             "DELETE" => Cow::Borrowed("DELETE"),
             other => Cow::Owned(other.to_owned()),
         };
+        let arrived = Utc::now();
         Self {
-            timestamp: rfc3339_millis(Utc::now()),
+            timestamp: rfc3339_millis(arrived),
+            arrived,
             request_id,
             http_method,
             path: path.to_string(),
@@ -203,6 +208,7 @@ impl AuditRecord<'_> {
         let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
         AuditRecord {
             timestamp: self.timestamp,
+            arrived: self.arrived,
             request_id: self.request_id,
             session: self.session,
             user: self.user,
@@ -611,6 +617,7 @@ mod tests {
         let t = || Some(text.to_string());
         AuditRecord {
             timestamp: "2026-11-26T13:00:00.123Z".into(),
+            arrived: DateTime::default(),
             request_id: "00ff00ff00ff00ff".into(),
             session: t(),
             user: t(),

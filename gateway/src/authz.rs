@@ -3,19 +3,21 @@
 //! `prompts/list` results — so an agent sees exactly what it may call.
 
 use crate::authn::Identity;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use gatehouse_api::policy::{Decision, Operation, PolicySet, Request};
 use gatehouse_api::refs::ObjectKey;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-/// Decide one operation.
+/// Decide one operation at `now` (a `when` condition's `now`): a client message is decided
+/// at the time it arrived, the items of a list when the list is filtered.
 pub fn decide<'p>(
     policies: &'p PolicySet,
     server: &ObjectKey,
     who: &Identity,
     operation: Operation<'_>,
     arguments: Option<&RawValue>,
+    now: DateTime<Utc>,
 ) -> Decision<'p> {
     policies.decide(&Request {
         user: who.user.as_deref(),
@@ -23,7 +25,7 @@ pub fn decide<'p>(
         server,
         operation,
         arguments,
-        now: Utc::now(),
+        now,
     })
 }
 
@@ -55,6 +57,7 @@ pub fn filter_list(
         return 0;
     };
     let before = items.len();
+    let now = Utc::now();
     items.retain(|item| {
         let Some(id) = item.get(key).and_then(Value::as_str) else {
             // An item the gateway cannot name cannot be authorized: drop it (fail closed).
@@ -68,7 +71,7 @@ pub fn filter_list(
                 uri: id,
             },
         };
-        decide(policies, server, who, op, None).is_allowed()
+        decide(policies, server, who, op, None, now).is_allowed()
     });
     before - items.len()
 }

@@ -161,7 +161,14 @@ pub async fn relay(
         ),
     };
     let snapshot: &Snapshot = call.snapshot;
-    let decision = authz::decide(&snapshot.policies, &route.config.key, &call.who, op, args);
+    let decision = authz::decide(
+        &snapshot.policies,
+        &route.config.key,
+        &call.who,
+        op,
+        args,
+        call.audit.arrived,
+    );
     call.audit.decision = Some(Cow::Borrowed(decision.effect.as_str()));
     call.audit.policy = decision.policy_name.map(Cow::Borrowed);
     call.audit.credential_provider = decision.credential_provider_name.map(Cow::Borrowed);
