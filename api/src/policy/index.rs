@@ -1,7 +1,7 @@
 //! Per-server policy index: policies are found by the literal user ids, groups, emails, email
 //! domains (`*@example.com`) and agent ids their subjects name; only policies with other
 //! wildcard subjects are checked for every request. Lookups borrow the request's strings: no
-//! allocation but the candidate list.
+//! allocation but the two candidate lists.
 
 use super::Request;
 use super::matching::{CompiledPolicy, CompiledSubject};
@@ -11,18 +11,38 @@ use crate::identity::AgentKind;
 // maps are looked up on every request.
 use foldhash::HashMap;
 
-type Postings = HashMap<String, Vec<u32>>;
-
-/// Policies of one server, for one action, indexed by subject keys.
+/// The policies filed under one key, by action.
 #[derive(Debug, Default)]
-struct Bucket {
+struct Lists {
+    deny: Vec<u32>,
+    allow: Vec<u32>,
+}
+
+impl Lists {
+    fn push(&mut self, action: Action, i: u32) {
+        let list = match action {
+            Action::Allow => &mut self.allow,
+            Action::Deny => &mut self.deny,
+        };
+        if list.last() != Some(&i) {
+            list.push(i);
+        }
+    }
+}
+
+type Postings = HashMap<String, Lists>;
+
+/// Policies of one server indexed by subject keys. Deny and allow lists share their keys, so a
+/// request looks each of its keys up once for both.
+#[derive(Debug, Default)]
+struct Index {
     user_ids: Postings,
     groups: Postings,
     emails: Postings,
     email_domains: Postings,
     agents: HashMap<AgentKind, Postings>,
     /// Policies that cannot be indexed (wildcards, `users: {}`, fail-closed): always candidates.
-    always: Vec<u32>,
+    always: Lists,
 }
 
 /// Policies of one server.
@@ -30,8 +50,7 @@ struct Bucket {
 pub(super) struct ServerPolicies {
     /// In `namespace/name` order; indices below point here.
     policies: Vec<CompiledPolicy>,
-    deny: Bucket,
-    allow: Bucket,
+    index: Index,
 }
 
 /// Candidate policies for one request, each list in `namespace/name` order.
@@ -52,24 +71,15 @@ enum Key {
 impl ServerPolicies {
     /// Index policies given in `namespace/name` order.
     pub fn new(policies: Vec<CompiledPolicy>) -> Self {
-        let mut deny = Bucket::default();
-        let mut allow = Bucket::default();
+        let mut index = Index::default();
         for (i, p) in policies.iter().enumerate() {
             let i = u32::try_from(i).expect("fewer than 4 billion policies");
-            let bucket = match p.action {
-                Action::Allow => &mut allow,
-                Action::Deny => &mut deny,
-            };
             match policy_keys(p) {
-                Some(keys) => keys.into_iter().for_each(|k| bucket.insert(k, i)),
-                None => bucket.always.push(i),
+                Some(keys) => keys.into_iter().for_each(|k| index.insert(k, p.action, i)),
+                None => index.always.push(p.action, i),
             }
         }
-        Self {
-            policies,
-            deny,
-            allow,
-        }
+        Self { policies, index }
     }
 
     pub fn policy(&self, i: u32) -> &CompiledPolicy {
@@ -77,15 +87,12 @@ impl ServerPolicies {
     }
 
     pub fn candidates(&self, req: &Request<'_>) -> Candidates {
-        Candidates {
-            deny: self.deny.lookup(req),
-            allow: self.allow.lookup(req),
-        }
+        self.index.lookup(req)
     }
 }
 
-impl Bucket {
-    fn insert(&mut self, key: Key, i: u32) {
+impl Index {
+    fn insert(&mut self, key: Key, action: Action, i: u32) {
         let (map, k) = match key {
             Key::UserId(k) => (&mut self.user_ids, k),
             Key::Group(k) => (&mut self.groups, k),
@@ -93,19 +100,19 @@ impl Bucket {
             Key::EmailDomain(k) => (&mut self.email_domains, k),
             Key::Agent(kind, k) => (self.agents.entry(kind).or_default(), k),
         };
-        let list = map.entry(k).or_default();
-        if list.last() != Some(&i) {
-            list.push(i);
-        }
+        map.entry(k).or_default().push(action, i);
     }
 
-    fn lookup(&self, req: &Request<'_>) -> Vec<u32> {
-        // Room for the usual few matches: one allocation, no growth.
-        let mut out = Vec::with_capacity(self.always.len() + 8);
-        out.extend_from_slice(&self.always);
+    fn lookup(&self, req: &Request<'_>) -> Candidates {
+        // Room for the usual few matches: one allocation per list, no growth.
+        let mut deny = Vec::with_capacity(self.always.deny.len() + 4);
+        let mut allow = Vec::with_capacity(self.always.allow.len() + 4);
+        deny.extend_from_slice(&self.always.deny);
+        allow.extend_from_slice(&self.always.allow);
         let mut add = |map: &Postings, k: &str| {
-            if let Some(list) = map.get(k) {
-                out.extend_from_slice(list);
+            if let Some(lists) = map.get(k) {
+                deny.extend_from_slice(&lists.deny);
+                allow.extend_from_slice(&lists.allow);
             }
         };
         if let Some(u) = req.user {
@@ -125,9 +132,11 @@ impl Bucket {
         {
             add(map, &a.id);
         }
-        out.sort_unstable();
-        out.dedup();
-        out
+        for list in [&mut deny, &mut allow] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        Candidates { deny, allow }
     }
 }
 
