@@ -692,7 +692,7 @@ fn field_name(raw: &[u8]) -> Result<HeaderName, StatusCode> {
     const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
     const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
     const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
-    let is = |name: &str| raw.eq_ignore_ascii_case(name.as_bytes());
+    let is = |name: &str| token_is(raw, name);
     let known = match raw.len() {
         4 if is("host") => header::HOST,
         6 if is("accept") => header::ACCEPT,
@@ -714,6 +714,29 @@ fn field_name(raw: &[u8]) -> Result<HeaderName, StatusCode> {
         _ => return HeaderName::from_bytes(raw).map_err(bad),
     };
     Ok(known)
+}
+
+/// Whether `raw`, a token (httparse has checked), is `lower` (lowercase letters, digits and
+/// `-`) in any case, compared eight bytes at a time. For such a `lower`, `raw | 0x20 == lower`
+/// byte for byte is exactly a case-insensitive match: a byte that differs from a letter only
+/// in bit 5 is that letter's other case, and one that differs so from a digit or `-` is a
+/// control character, which no token holds.
+fn token_is(raw: &[u8], lower: &str) -> bool {
+    const CASE: u64 = u64::from_ne_bytes([0x20; 8]);
+    let lower = lower.as_bytes();
+    let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+    if raw.len() != lower.len() {
+        return false;
+    }
+    if raw.len() < 8 {
+        return raw.iter().zip(lower).all(|(r, l)| r | 0x20 == *l);
+    }
+    // Whole words, then the last eight bytes (overlapping the words already compared).
+    let end = raw.len() - 8;
+    raw.chunks_exact(8)
+        .zip(lower.chunks_exact(8))
+        .all(|(r, l)| word(r) | CASE == word(l))
+        && word(&raw[end..]) | CASE == word(&lower[end..])
 }
 
 fn bad<E>(_: E) -> StatusCode {
@@ -738,10 +761,13 @@ fn head_ends(buf: &[u8], searched: &mut usize) -> bool {
 
 /// A `Content-Length` value: digits only, no sign, no list.
 fn parse_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+    // Nineteen digits or fewer always fit in a u64.
+    if v.is_empty() || v.len() > 19 {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    v.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 /// The comma-separated tokens of a header value, trimmed, empty ones skipped.
@@ -1400,6 +1426,63 @@ mod tests {
 
     /// A field value is refused exactly when it holds a byte a `HeaderValue` may not (HTAB,
     /// SP, VCHAR and obs-text are allowed), and kept as sent.
+    #[test]
+    fn a_content_length_is_digits_only_and_fits_in_64_bits() {
+        assert_eq!(parse_length(b"0"), Some(0));
+        assert_eq!(parse_length(b"00042"), Some(42));
+        assert_eq!(
+            parse_length(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        for refused in [
+            &b""[..],
+            b"18446744073709551615", // twenty digits: refused, though it would fit
+            b"+1",
+            b"-1",
+            b" 1",
+            b"1 ",
+            b"1,1",
+            b"0x10",
+            b"1e3",
+        ] {
+            assert_eq!(parse_length(refused), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_matches_a_known_name_exactly_when_it_is_that_name_in_any_case() {
+        let tchars: Vec<u8> = (b'0'..=b'9')
+            .chain(b'a'..=b'z')
+            .chain(b'A'..=b'Z')
+            .chain(b"!#$%&'*+-.^_`|~".iter().copied())
+            .collect();
+        for name in [
+            "host",
+            "accept",
+            "x-api-key",
+            "user-agent",
+            "content-type",
+            "content-length",
+            "transfer-encoding",
+            "mcp-protocol-version",
+        ] {
+            assert!(token_is(name.to_ascii_uppercase().as_bytes(), name));
+            assert!(!token_is(&name.as_bytes()[1..], name));
+            for at in 0..name.len() {
+                for &c in &tchars {
+                    let mut raw = name.as_bytes().to_vec();
+                    raw[at] = c;
+                    assert_eq!(
+                        token_is(&raw, name),
+                        raw.eq_ignore_ascii_case(name.as_bytes()),
+                        "{:?} against {name}",
+                        String::from_utf8_lossy(&raw)
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_parser_admits_exactly_the_bytes_a_header_value_may_hold() {
         for b in 0..=255u8 {
