@@ -220,7 +220,15 @@ pub fn parse(body: &[u8], header_version: Option<&str>) -> Result<ClientMessage,
         // Batches and non-objects are refused; parsed whole only to say why.
         _ => return Err(not_an_object(body, header_version)),
     }
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| match e.classify() {
+    // Checked as UTF-8 once, whole: parsed from bytes, serde_json would check every string
+    // and every raw value it lends on its own (JSON text is UTF-8 either way, RFC 8259 §8.1).
+    let text = std::str::from_utf8(body).map_err(|e| {
+        GatewayError::Parse(format!(
+            "the body is not UTF-8 (byte {} is not)",
+            e.valid_up_to()
+        ))
+    })?;
+    let envelope: Envelope = serde_json::from_str(text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => GatewayError::InvalidRequest {
             id: None,
             message: format!("not a valid JSON-RPC message: {e}"),
@@ -373,6 +381,27 @@ mod tests {
 
     /// A member given twice could be read one way here and the other way upstream (first
     /// wins in some parsers, last in others): such a message is refused, not guessed.
+    #[test]
+    fn a_body_that_is_not_utf8_is_a_parse_error_and_non_ascii_names_read_whole() {
+        let m = parse(
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"ünï€\"}}"
+                .as_bytes(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.tool.as_deref(), Some("ünï€"));
+        // Invalid UTF-8 inside a string, and outside one.
+        for body in [
+            &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"e\xffcho\"}}"[..],
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\xc3",
+        ] {
+            assert!(
+                matches!(parse(body, None), Err(GatewayError::Parse(_))),
+                "{body:?}"
+            );
+        }
+    }
+
     #[test]
     fn duplicate_members_are_refused() {
         for body in [
