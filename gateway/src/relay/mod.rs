@@ -29,19 +29,23 @@ use std::sync::Arc;
 const MCP_SESSION_ID: &str = "mcp-session-id";
 const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 
-/// Client headers relayed upstream. Everything else — `Authorization`, `Cookie`, API-key and
-/// agent-credential headers, `Host`, hop-by-hop headers — stays at the gateway.
-static FORWARDED_REQUEST_HEADERS: [HeaderName; 9] = [
-    header::ACCEPT,
-    header::CONTENT_TYPE,
-    HeaderName::from_static(MCP_PROTOCOL_VERSION),
-    HeaderName::from_static("last-event-id"),
-    HeaderName::from_static("traceparent"),
-    HeaderName::from_static("tracestate"),
-    header::USER_AGENT,
-    HeaderName::from_static("mcp-method"),
-    HeaderName::from_static("mcp-name"),
-];
+/// Whether a client header is relayed upstream. Everything else — `Authorization`, `Cookie`,
+/// API-key and agent-credential headers, `Host`, hop-by-hop headers — stays at the gateway.
+/// Matched by name (a length switch, then bytes), not compared with each allowed name in turn.
+fn forwarded_request_field(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "accept"
+            | "content-type"
+            | MCP_PROTOCOL_VERSION
+            | "last-event-id"
+            | "traceparent"
+            | "tracestate"
+            | "user-agent"
+            | "mcp-method"
+            | "mcp-name"
+    )
+}
 
 /// Upstream headers relayed to the client (the session id is replaced by the gateway's).
 static FORWARDED_RESPONSE_HEADERS: [HeaderName; 5] = [
@@ -213,7 +217,7 @@ pub async fn relay(
     ];
     let mut fields = Vec::with_capacity(parts.headers.len() + own.len());
     for (name, value) in &parts.headers {
-        if FORWARDED_REQUEST_HEADERS.contains(name)
+        if forwarded_request_field(name)
             && !call.snapshot.authn.credential_headers().any(|c| c == name)
         {
             fields.push((name, value));
@@ -490,4 +494,45 @@ pub fn protected_resource_response(
         HeaderValue::from_static("application/json"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_allow_listed_client_fields_are_relayed_upstream() {
+        for name in [
+            "Accept",
+            "content-type",
+            "MCP-Protocol-Version",
+            "last-event-id",
+            "traceparent",
+            "tracestate",
+            "User-Agent",
+            "mcp-method",
+            "mcp-name",
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(forwarded_request_field(&name), "{name}");
+        }
+        for name in [
+            "authorization",
+            "cookie",
+            "host",
+            "x-api-key",
+            "proxy-authorization",
+            "connection",
+            "transfer-encoding",
+            "content-length",
+            "mcp-session-id",
+            "forwarded",
+            "x-forwarded-for",
+            "accept-encoding",
+            "mcp-names",
+        ] {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(!forwarded_request_field(&name), "{name}");
+        }
+    }
 }
