@@ -52,7 +52,8 @@ pub struct AccessPolicySpec {
     /// Optional CEL condition; the policy applies only when it evaluates to `true`. Variables:
     /// `user` (`{id, email, groups, claims, provider}` or null), `agent` (`{id, kind, provider}`
     /// or null), `server` (`{namespace, name}`), `request` (`{method, tool, resource, prompt,
-    /// arguments}`), `now` (timestamp). Functions: CEL's standard ones except `matches` (no
+    /// arguments}`), `now` (timestamp: when the message arrived; for list filtering, when the
+    /// list is filtered). Functions: CEL's standard ones except `matches` (no
     /// regular expressions), plus `lowerAscii()` and `upperAscii()`; an expression calling any
     /// other is refused. An evaluation error counts as "no match" for Allow and
     /// as "match" for Deny (fail closed). List filtering (`tools/list`, …) decides each item with
