@@ -738,8 +738,6 @@ mod tests {
         assert_eq!(ids(until_written(&a_path, 3)), ["a1", "a2", "a3"]);
     }
 
-    /// The hand-written line is byte for byte what serde writes: same order, same optional
-    /// fields left out, same escaping (plain, quotes, control characters, non-ASCII, DEL).
     #[test]
     fn the_plain_prefix_ends_at_the_first_byte_json_escapes() {
         let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
@@ -766,6 +764,8 @@ mod tests {
         }
     }
 
+    /// The hand-written line is byte for byte what serde writes: same order, same optional
+    /// fields left out, same escaping (plain, quotes, control characters, non-ASCII, DEL).
     #[test]
     fn the_audit_line_is_exactly_its_serde_form() {
         let texts = [

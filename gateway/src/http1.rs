@@ -1424,8 +1424,6 @@ mod tests {
         assert!(matches!(served.await.unwrap(), Ok(Served::Done)));
     }
 
-    /// A field value is refused exactly when it holds a byte a `HeaderValue` may not (HTAB,
-    /// SP, VCHAR and obs-text are allowed), and kept as sent.
     #[test]
     fn a_content_length_is_digits_only_and_fits_in_64_bits() {
         assert_eq!(parse_length(b"0"), Some(0));
@@ -1483,6 +1481,8 @@ mod tests {
         }
     }
 
+    /// A field value is refused exactly when it holds a byte a `HeaderValue` may not (HTAB,
+    /// SP, VCHAR and obs-text are allowed), and kept as sent.
     #[test]
     fn the_parser_admits_exactly_the_bytes_a_header_value_may_hold() {
         for b in 0..=255u8 {

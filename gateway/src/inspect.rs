@@ -379,8 +379,6 @@ mod tests {
         assert_eq!(rr.resource.as_deref(), Some("demo://x"));
     }
 
-    /// A member given twice could be read one way here and the other way upstream (first
-    /// wins in some parsers, last in others): such a message is refused, not guessed.
     #[test]
     fn a_body_that_is_not_utf8_is_a_parse_error_and_non_ascii_names_read_whole() {
         let m = parse(
@@ -402,6 +400,8 @@ mod tests {
         }
     }
 
+    /// A member given twice could be read one way here and the other way upstream (first
+    /// wins in some parsers, last in others): such a message is refused, not guessed.
     #[test]
     fn duplicate_members_are_refused() {
         for body in [
