@@ -367,25 +367,43 @@ static TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparen
 
 /// The MCP listener's handler: every request ends here with a response, an audit line and
 /// metrics.
-pub async fn handle(
+///
+/// Not an `async fn`: one keeps a second copy of every argument in its future (which lives
+/// for the whole request). The block below uses its captures in place.
+pub fn handle(
     gw: Arc<Gateway>,
     req: Request<RequestBody>,
     tls: bool,
     admin_here: bool,
-) -> Response<Body> {
-    let path = req.uri().path().to_string();
-    if admin_here && matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {
-        return crate::admin::handle(&gw, &path);
+) -> impl Future<Output = Response<Body>> + Send + 'static {
+    let (parts, body) = req.into_parts();
+    async move {
+        let path = parts.uri.path();
+        if admin_here && matches!(path, "/healthz" | "/readyz" | "/metrics") {
+            return crate::admin::handle(&gw, path);
+        }
+        let started = Instant::now();
+        let request_id = request_id();
+        let mut audit = AuditRecord::start(request_id, parts.method.as_str(), path);
+        audit.trace_id = crate::audit::trace_id(parts.headers.get(&TRACEPARENT));
+        let snapshot = gw.snapshot();
+        audit.gateway = snapshot
+            .as_ref()
+            .map(|s| Cow::Borrowed(s.gateway_label.as_str()));
+        let response = front(&gw, snapshot.as_ref(), &parts, body, path, tls, &mut audit).await;
+        finish(&gw, snapshot.as_ref(), response, started, audit)
     }
-    let started = Instant::now();
-    let request_id = request_id();
-    let mut audit = AuditRecord::start(request_id, req.method().as_str(), &path);
-    audit.trace_id = crate::audit::trace_id(req.headers().get(&TRACEPARENT));
-    let snapshot = gw.snapshot();
-    audit.gateway = snapshot
-        .as_ref()
-        .map(|s| Cow::Borrowed(s.gateway_label.as_str()));
-    let response = match front(&gw, snapshot.as_ref(), req, &path, tls, &mut audit).await {
+}
+
+/// The response for `front`'s outcome; the request's metrics and audit line recorded.
+fn finish(
+    gw: &Gateway,
+    snapshot: Option<&Arc<Snapshot>>,
+    outcome: Result<Outcome, GatewayError>,
+    started: Instant,
+    mut audit: AuditRecord<'_>,
+) -> Response<Body> {
+    let response = match outcome {
         Ok(Outcome::Mcp(r)) => r,
         Ok(Outcome::Metadata(r)) => return r,
         Err(e) => {
@@ -411,7 +429,7 @@ pub async fn handle(
         audit.status,
         elapsed.as_secs_f64(),
     );
-    match &snapshot {
+    match snapshot {
         Some(s) => gw.audit.write(&s.config.audit, &audit),
         None => gw
             .audit
@@ -423,101 +441,105 @@ pub async fn handle(
 async fn front<'s>(
     gw: &Arc<Gateway>,
     snapshot: Option<&'s Arc<Snapshot>>,
-    req: Request<RequestBody>,
+    req: &http::request::Parts,
+    body: RequestBody,
     path: &str,
     tls: bool,
     audit: &mut AuditRecord<'s>,
 ) -> Result<Outcome, GatewayError> {
     let snapshot = snapshot.ok_or(GatewayError::NotReady)?;
-    check_origin(snapshot, req.headers())?;
+    check_origin(snapshot, &req.headers)?;
     let server = match route::route(snapshot, path) {
         Route::ProtectedResource(rest) => {
             return Ok(Outcome::Metadata(relay::protected_resource_response(
                 snapshot,
-                req.headers(),
+                &req.headers,
                 tls,
                 &rest,
             )));
         }
         Route::Credentials(ep) => {
-            let (m, q) = (req.method(), req.uri().query());
+            let (m, q) = (&req.method, req.uri.query());
             // Boxed: consent pages are rare; inline they would enlarge every request's future.
-            let r = Box::pin(crate::consent::serve(snapshot, ep, m, q, req.headers())).await;
+            let r = Box::pin(crate::consent::serve(snapshot, ep, m, q, &req.headers)).await;
             return Ok(Outcome::Metadata(r));
         }
         Route::NotFound => return Err(GatewayError::NoRoute(path.to_string())),
         Route::Mcp(i) => i,
     };
     audit.server = Some(Cow::Borrowed(snapshot.servers[server].label.as_str()));
-    let metadata_url =
-        || route::metadata_url(&route::public_base(snapshot, req.headers(), tls), path);
-    // Tokens in URLs leak into logs and histories; the MCP authorization spec forbids them.
-    if req
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token=")))
-    {
-        return Err(GatewayError::Unauthenticated {
+    // In a block: what it borrows is gone before the relay's await, not kept in this future.
+    let call = {
+        let metadata_url =
+            || route::metadata_url(&route::public_base(snapshot, &req.headers, tls), path);
+        // Tokens in URLs leak into logs and histories; the MCP authorization spec forbids them.
+        if req
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token=")))
+        {
+            return Err(GatewayError::Unauthenticated {
             reason: "access tokens in the query string are not accepted; send Authorization: Bearer <token>".into(),
             resource_metadata: metadata_url(),
             scope: None,
         });
-    }
-    // The route's public URL, which a JWT's audience may name (built only when a JWT provider
-    // could read it).
-    let route_url = snapshot.authn.verifies_jwts().then(|| {
-        [
-            route::public_base(snapshot, req.headers(), tls).as_str(),
-            path,
-        ]
-        .concat()
-    });
-    let who = snapshot
-        .authn
-        .authenticate(
-            req.headers(),
-            route_url.as_deref(),
-            req.extensions().get::<PeerCertificates>(),
-        )
-        .await
-        .map_err(|e| {
-            let resource_metadata = metadata_url();
-            match e {
-                AuthnError::Unauthenticated(reason) => GatewayError::Unauthenticated {
-                    reason,
-                    resource_metadata,
-                    scope: Some(route::required_scopes(snapshot).join(" "))
-                        .filter(|s| !s.is_empty()),
-                },
-                AuthnError::InsufficientScope { reason, scopes } => {
-                    GatewayError::InsufficientScope {
+        }
+        // The route's public URL, which a JWT's audience may name (built only when a JWT provider
+        // could read it).
+        let route_url = snapshot.authn.verifies_jwts().then(|| {
+            [
+                route::public_base(snapshot, &req.headers, tls).as_str(),
+                path,
+            ]
+            .concat()
+        });
+        let who = snapshot
+            .authn
+            .authenticate(
+                &req.headers,
+                route_url.as_deref(),
+                req.extensions.get::<PeerCertificates>(),
+            )
+            .await
+            .map_err(|e| {
+                let resource_metadata = metadata_url();
+                match e {
+                    AuthnError::Unauthenticated(reason) => GatewayError::Unauthenticated {
                         reason,
-                        scopes,
                         resource_metadata,
+                        scope: Some(route::required_scopes(snapshot).join(" "))
+                            .filter(|s| !s.is_empty()),
+                    },
+                    AuthnError::InsufficientScope { reason, scopes } => {
+                        GatewayError::InsufficientScope {
+                            reason,
+                            scopes,
+                            resource_metadata,
+                        }
                     }
                 }
-            }
-        })?;
-    if let Some(u) = &who.user {
-        audit.user = Some(u.id.clone());
-        audit.email = u.email.clone();
-        audit.user_provider = Some(u.provider.clone());
-    }
-    if let Some(a) = &who.agent {
-        audit.agent = Some(a.id.clone());
-        audit.agent_kind = Some(a.kind.as_str().to_string());
-        audit.agent_provider = Some(a.provider.clone());
-    }
-    let session = relay::open_session(snapshot, server, &who, req.headers(), audit)?;
-    let call = Call {
-        gateway: gw,
-        snapshot,
-        server,
-        who,
-        session,
-        audit,
+            })?;
+        if let Some(u) = &who.user {
+            audit.user = Some(u.id.clone());
+            audit.email = u.email.clone();
+            audit.user_provider = Some(u.provider.clone());
+        }
+        if let Some(a) = &who.agent {
+            audit.agent = Some(a.id.clone());
+            audit.agent_kind = Some(a.kind.as_str().to_string());
+            audit.agent_provider = Some(a.provider.clone());
+        }
+        let session = relay::open_session(snapshot, server, &who, &req.headers, audit)?;
+        Call {
+            gateway: gw,
+            snapshot,
+            server,
+            who,
+            session,
+            audit,
+        }
     };
-    relay::relay(call, req).await.map(Outcome::Mcp)
+    relay::relay(call, req, body).await.map(Outcome::Mcp)
 }
 
 /// A fresh request id: 16 lowercase hex digits. SplitMix64 of a per-thread counter from a

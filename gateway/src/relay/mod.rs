@@ -20,7 +20,8 @@ use crate::state::{Gateway, Snapshot};
 use crate::{authz, route};
 use bytes::Bytes;
 use gatehouse_api::policy::Operation;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use rewrite::Rewriter;
 use std::borrow::Cow;
@@ -108,252 +109,267 @@ pub struct Call<'a, 's> {
     pub audit: &'a mut AuditRecord<'s>,
 }
 
-/// Relay an MCP request: route and authentication are done; the rest happens here.
-pub async fn relay(
-    mut call: Call<'_, '_>,
-    req: Request<RequestBody>,
-) -> Result<Response<Body>, GatewayError> {
-    let route = &call.snapshot.servers[call.server];
-    let (parts, incoming) = req.into_parts();
-    let (message, upstream_body) = match parts.method {
-        Method::POST => {
-            let ct = parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            let mime = ct.split(';').next().unwrap_or("").trim();
-            if !mime.eq_ignore_ascii_case("application/json") {
-                return Err(GatewayError::UnsupportedMediaType(ct.to_string()));
+/// Relay an MCP request (its head `parts`, its body `incoming`): route and authentication are
+/// done; the rest happens here.
+///
+/// Not an `async fn`, which would keep a second copy of `call` in its future for the whole
+/// request: the block below uses its captures in place.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn stores `call` twice in its future"
+)]
+pub fn relay<'a, 's>(
+    mut call: Call<'a, 's>,
+    parts: &'a Parts,
+    incoming: RequestBody,
+) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'a {
+    async move {
+        let route = &call.snapshot.servers[call.server];
+        let (message, upstream_body) = match parts.method {
+            Method::POST => {
+                let ct = parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let mime = ct.split(';').next().unwrap_or("").trim();
+                if !mime.eq_ignore_ascii_case("application/json") {
+                    return Err(GatewayError::UnsupportedMediaType(ct.to_string()));
+                }
+                let limit = call.gateway.process.max_body_bytes;
+                let bytes = read_limited(incoming, limit).await?;
+                let version = parts
+                    .headers
+                    .get(&PROTOCOL_VERSION)
+                    .and_then(|v| v.to_str().ok());
+                let mut msg = inspect::parse(&bytes, version)?;
+                note_message(call.audit, &msg);
+                let body = match strip_tool_prefix(route.config.tool_prefix.as_deref(), &mut msg)? {
+                    true => Bytes::from(inspect::rename_tool(
+                        &bytes,
+                        msg.tool.as_deref().unwrap_or_default(),
+                    )?),
+                    false => bytes,
+                };
+                (Some(msg), body)
             }
-            let limit = call.gateway.process.max_body_bytes;
-            let bytes = read_limited(incoming, limit).await?;
-            let version = parts
-                .headers
-                .get(&PROTOCOL_VERSION)
-                .and_then(|v| v.to_str().ok());
-            let mut msg = inspect::parse(&bytes, version)?;
-            note_message(call.audit, &msg);
-            let body = match strip_tool_prefix(route.config.tool_prefix.as_deref(), &mut msg)? {
-                true => Bytes::from(inspect::rename_tool(
-                    &bytes,
-                    msg.tool.as_deref().unwrap_or_default(),
-                )?),
-                false => bytes,
-            };
-            (Some(msg), body)
+            Method::GET | Method::DELETE => {
+                call.audit.method = Some(parts.method.to_string());
+                (None, Bytes::new())
+            }
+            ref other => return Err(GatewayError::MethodNotAllowed(other.to_string())),
+        };
+        if message.as_ref().is_some_and(|m| m.method == "initialize") && call.session.is_some() {
+            // A re-initialize starts a new session: the old binding does not carry over.
+            call.session = None;
         }
-        Method::GET | Method::DELETE => {
-            call.audit.method = Some(parts.method.to_string());
-            (None, Bytes::new())
-        }
-        other => return Err(GatewayError::MethodNotAllowed(other.to_string())),
-    };
-    if message.as_ref().is_some_and(|m| m.method == "initialize") && call.session.is_some() {
-        // A re-initialize starts a new session: the old binding does not carry over.
-        call.session = None;
-    }
 
-    // === authorize ===
-    let (op, args) = match &message {
-        Some(m) => (m.operation(m.tool.as_deref()), m.arguments()),
-        None => (
-            Operation::Server {
-                method: parts.method.as_str(),
-            },
-            None,
-        ),
-    };
-    let snapshot: &Snapshot = call.snapshot;
-    let decision = authz::decide(
-        &snapshot.policies,
-        &route.config.key,
-        &call.who,
-        op,
-        args,
-        call.audit.arrived,
-    );
-    call.audit.decision = Some(Cow::Borrowed(decision.effect.as_str()));
-    call.audit.policy = decision.policy_name.map(Cow::Borrowed);
-    call.audit.credential_provider = decision.credential_provider_name.map(Cow::Borrowed);
-    let id = message.as_ref().and_then(|m| m.id.clone());
-    let is_request = message.as_ref().is_some_and(|m| m.kind == Kind::Request);
-    if !decision.is_allowed() {
-        call.audit.reason = Some(decision.reason.clone());
-        return Err(GatewayError::Denied {
-            id: if is_request { id } else { None },
-            reason: decision.reason,
-            policy: decision.policy_name.map(str::to_owned),
-        });
-    }
-    call.audit.reason = Some(decision.reason);
-
-    // === credential ===
-    let credential = match decision.credential_provider {
-        Some(cp) => Some(
-            call.snapshot
-                .credentials
-                .credential_for(cp, &call.who)
-                .await
-                .map_err(|e| {
-                    GatewayError::credential(e, if is_request { id.clone() } else { None })
-                })?,
-        ),
-        None => None,
-    };
-
-    // === upstream request ===
-    // The client's allow-listed fields (never a trust provider's credential header), then the
-    // gateway's own, each replacing any field of its name.
-    let request_id = HeaderValue::from_str(&call.audit.request_id).ok();
-    let upstream_session = call
-        .session
-        .as_ref()
-        .and_then(|(_, claims)| HeaderValue::from_str(&claims.upstream).ok());
-    let own = [
-        request_id.as_ref().map(|v| (&X_REQUEST_ID, v)),
-        upstream_session.as_ref().map(|v| (&UPSTREAM_SESSION_ID, v)),
-        credential.as_ref().map(|(n, v)| (n, v)),
-    ];
-    let mut fields = Vec::with_capacity(parts.headers.len() + own.len());
-    for (name, value) in &parts.headers {
-        if forwarded_request_field(name)
-            && !call.snapshot.authn.credential_headers().any(|c| c == name)
-        {
-            fields.push((name, value));
-        }
-    }
-    for (name, value) in own.into_iter().flatten() {
-        fields.retain(|(n, _)| *n != name);
-        fields.push((name, value));
-    }
-    let up = upstream::Outbound {
-        method: &parts.method,
-        fields,
-        body: upstream_body,
-    };
-
-    let upstream = &route.upstream;
-    let sent = tokio::time::timeout(upstream.request_timeout, upstream.send(up)).await;
-    let resp = match sent {
-        Err(_) => {
-            call.gateway.metrics.upstream_error(&route.label, "timeout");
-            return Err(GatewayError::UpstreamTimeout {
-                id,
-                server: route.label.clone(),
-                ms: upstream.request_timeout.as_millis() as u64,
+        // === authorize ===
+        let (op, args) = match &message {
+            Some(m) => (m.operation(m.tool.as_deref()), m.arguments()),
+            None => (
+                Operation::Server {
+                    method: parts.method.as_str(),
+                },
+                None,
+            ),
+        };
+        let snapshot: &Snapshot = call.snapshot;
+        let decision = authz::decide(
+            &snapshot.policies,
+            &route.config.key,
+            &call.who,
+            op,
+            args,
+            call.audit.arrived,
+        );
+        call.audit.decision = Some(Cow::Borrowed(decision.effect.as_str()));
+        call.audit.policy = decision.policy_name.map(Cow::Borrowed);
+        call.audit.credential_provider = decision.credential_provider_name.map(Cow::Borrowed);
+        let id = message.as_ref().and_then(|m| m.id.clone());
+        let is_request = message.as_ref().is_some_and(|m| m.kind == Kind::Request);
+        if !decision.is_allowed() {
+            call.audit.reason = Some(decision.reason.clone());
+            return Err(GatewayError::Denied {
+                id: if is_request { id } else { None },
+                reason: decision.reason,
+                policy: decision.policy_name.map(str::to_owned),
             });
         }
-        Ok(Err(e)) => {
-            let kind = if e.is_connect() { "connect" } else { "request" };
-            call.gateway.metrics.upstream_error(&route.label, kind);
-            let message = if e.is_connect() {
-                "cannot connect to the upstream".to_string()
-            } else {
-                format!("request failed: {e}")
+        call.audit.reason = Some(decision.reason);
+
+        let upstream = &route.upstream;
+        // In a block: the upstream request's parts are gone once it is answered, not kept in this
+        // future while the response is relayed.
+        let resp = {
+            // === credential ===
+            let credential = match decision.credential_provider {
+                Some(cp) => Some(
+                    call.snapshot
+                        .credentials
+                        .credential_for(cp, &call.who)
+                        .await
+                        .map_err(|e| {
+                            GatewayError::credential(e, if is_request { id.clone() } else { None })
+                        })?,
+                ),
+                None => None,
             };
+
+            // === upstream request ===
+            // The client's allow-listed fields (never a trust provider's credential header), then the
+            // gateway's own, each replacing any field of its name.
+            let request_id = HeaderValue::from_str(&call.audit.request_id).ok();
+            let upstream_session = call
+                .session
+                .as_ref()
+                .and_then(|(_, claims)| HeaderValue::from_str(&claims.upstream).ok());
+            let own = [
+                request_id.as_ref().map(|v| (&X_REQUEST_ID, v)),
+                upstream_session.as_ref().map(|v| (&UPSTREAM_SESSION_ID, v)),
+                credential.as_ref().map(|(n, v)| (n, v)),
+            ];
+            let mut fields = Vec::with_capacity(parts.headers.len() + own.len());
+            for (name, value) in &parts.headers {
+                if forwarded_request_field(name)
+                    && !call.snapshot.authn.credential_headers().any(|c| c == name)
+                {
+                    fields.push((name, value));
+                }
+            }
+            for (name, value) in own.into_iter().flatten() {
+                fields.retain(|(n, _)| *n != name);
+                fields.push((name, value));
+            }
+            let up = upstream::Outbound {
+                method: &parts.method,
+                fields,
+                body: upstream_body,
+            };
+
+            match tokio::time::timeout(upstream.request_timeout, upstream.send(up)).await {
+                Err(_) => {
+                    call.gateway.metrics.upstream_error(&route.label, "timeout");
+                    return Err(GatewayError::UpstreamTimeout {
+                        id,
+                        server: route.label.clone(),
+                        ms: upstream.request_timeout.as_millis() as u64,
+                    });
+                }
+                Ok(Err(e)) => {
+                    let kind = if e.is_connect() { "connect" } else { "request" };
+                    call.gateway.metrics.upstream_error(&route.label, kind);
+                    let message = if e.is_connect() {
+                        "cannot connect to the upstream".to_string()
+                    } else {
+                        format!("request failed: {e}")
+                    };
+                    return Err(GatewayError::Upstream {
+                        id,
+                        server: route.label.clone(),
+                        message,
+                    });
+                }
+                Ok(Ok(resp)) => resp,
+            }
+        };
+        call.audit.upstream_status = Some(resp.status().as_u16());
+
+        // === response ===
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            call.gateway.metrics.upstream_error(&route.label, "auth");
             return Err(GatewayError::Upstream {
                 id,
                 server: route.label.clone(),
-                message,
+                message: format!(
+                    "the upstream refused the gateway's credential (HTTP {}); check the CredentialProvider",
+                    status.as_u16()
+                ),
             });
         }
-        Ok(Ok(resp)) => resp,
-    };
-    call.audit.upstream_status = Some(resp.status().as_u16());
+        if status.is_server_error() {
+            call.gateway.metrics.upstream_error(&route.label, "status");
+        }
+        let (up_parts, up_body) = resp.into_parts();
+        let mut out = Response::builder().status(status);
+        let oh = out.headers_mut().expect("fresh builder");
+        // One pass over the upstream's fields (few: the client keeps only those read here), using
+        // the first value of each name.
+        let mut upstream_sid = None;
+        let mut content_type: &[u8] = b"";
+        let mut previous = None;
+        for (name, value) in &up_parts.headers {
+            // A name's values come one after another.
+            if previous.replace(name) == Some(name) {
+                continue;
+            }
+            if *name == UPSTREAM_SESSION_ID {
+                upstream_sid = value.to_str().ok();
+            } else if FORWARDED_RESPONSE_HEADERS.contains(name) {
+                if *name == header::CONTENT_TYPE {
+                    content_type = value.as_bytes();
+                }
+                oh.insert(name, value.clone());
+            }
+        }
+        if let Some(upstream_sid) = upstream_sid {
+            let token = session_token(&call, upstream_sid);
+            call.audit.session = Some(session::digest(&token));
+            if let Ok(v) = HeaderValue::from_str(&token) {
+                oh.insert(UPSTREAM_SESSION_ID.clone(), v);
+            }
+        }
+        if parts.method == Method::DELETE && status.is_success() && call.session.is_some() {
+            call.gateway.metrics.active_sessions.dec();
+        }
 
-    // === response ===
-    let status = resp.status();
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        call.gateway.metrics.upstream_error(&route.label, "auth");
-        return Err(GatewayError::Upstream {
+        let pending = message
+            .filter(|m| m.kind == Kind::Request)
+            .and_then(|m| Some((m.id?, m.method)));
+        let is_sse = starts_with_ignore_case(content_type, b"text/event-stream");
+        let may_rewrite = pending
+            .as_ref()
+            .is_some_and(|(_, m)| authz::is_filtered_list(m));
+        let rewriter = |pending| Rewriter {
+            snapshot: call.snapshot.clone(),
+            server: call.server,
+            who: call.who,
+            pending,
+        };
+        let body = if is_sse {
+            rewrite::relay_sse(
+                up_body,
+                rewriter(pending),
+                upstream.idle_timeout,
+                call.gateway.clone(),
+                call.audit.clone().into_owned(),
+            )
+        } else if may_rewrite && starts_with_ignore_case(content_type, b"application/json") {
+            // Boxed: only list results are rewritten; inline its state would enlarge every
+            // request's future.
+            match Box::pin(rewrite::rewrite_json(up_body, &rewriter(pending))).await {
+                Ok(b) => body::full(b),
+                Err(message) => {
+                    call.gateway
+                        .metrics
+                        .upstream_error(&route.label, "malformed_json");
+                    return Err(GatewayError::Upstream {
+                        id,
+                        server: route.label.clone(),
+                        message,
+                    });
+                }
+            }
+        } else {
+            up_body.map_err(Into::into).boxed_unsync()
+        };
+        out.body(body).map_err(|e| GatewayError::Upstream {
             id,
             server: route.label.clone(),
-            message: format!(
-                "the upstream refused the gateway's credential (HTTP {}); check the CredentialProvider",
-                status.as_u16()
-            ),
-        });
+            message: e.to_string(),
+        })
     }
-    if status.is_server_error() {
-        call.gateway.metrics.upstream_error(&route.label, "status");
-    }
-    let (up_parts, up_body) = resp.into_parts();
-    let mut out = Response::builder().status(status);
-    let oh = out.headers_mut().expect("fresh builder");
-    // One pass over the upstream's fields (few: the client keeps only those read here), using
-    // the first value of each name.
-    let mut upstream_sid = None;
-    let mut content_type: &[u8] = b"";
-    let mut previous = None;
-    for (name, value) in &up_parts.headers {
-        // A name's values come one after another.
-        if previous.replace(name) == Some(name) {
-            continue;
-        }
-        if *name == UPSTREAM_SESSION_ID {
-            upstream_sid = value.to_str().ok();
-        } else if FORWARDED_RESPONSE_HEADERS.contains(name) {
-            if *name == header::CONTENT_TYPE {
-                content_type = value.as_bytes();
-            }
-            oh.insert(name, value.clone());
-        }
-    }
-    if let Some(upstream_sid) = upstream_sid {
-        let token = session_token(&call, upstream_sid);
-        call.audit.session = Some(session::digest(&token));
-        if let Ok(v) = HeaderValue::from_str(&token) {
-            oh.insert(UPSTREAM_SESSION_ID.clone(), v);
-        }
-    }
-    if parts.method == Method::DELETE && status.is_success() && call.session.is_some() {
-        call.gateway.metrics.active_sessions.dec();
-    }
-
-    let pending = message
-        .filter(|m| m.kind == Kind::Request)
-        .and_then(|m| Some((m.id?, m.method)));
-    let is_sse = starts_with_ignore_case(content_type, b"text/event-stream");
-    let may_rewrite = pending
-        .as_ref()
-        .is_some_and(|(_, m)| authz::is_filtered_list(m));
-    let rewriter = |pending| Rewriter {
-        snapshot: call.snapshot.clone(),
-        server: call.server,
-        who: call.who,
-        pending,
-    };
-    let body = if is_sse {
-        rewrite::relay_sse(
-            up_body,
-            rewriter(pending),
-            upstream.idle_timeout,
-            call.gateway.clone(),
-            call.audit.clone().into_owned(),
-        )
-    } else if may_rewrite && starts_with_ignore_case(content_type, b"application/json") {
-        match rewrite::rewrite_json(up_body, &rewriter(pending)).await {
-            Ok(b) => body::full(b),
-            Err(message) => {
-                call.gateway
-                    .metrics
-                    .upstream_error(&route.label, "malformed_json");
-                return Err(GatewayError::Upstream {
-                    id,
-                    server: route.label.clone(),
-                    message,
-                });
-            }
-        }
-    } else {
-        up_body.map_err(Into::into).boxed_unsync()
-    };
-    out.body(body).map_err(|e| GatewayError::Upstream {
-        id,
-        server: route.label.clone(),
-        message: e.to_string(),
-    })
 }
 
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
