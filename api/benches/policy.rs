@@ -167,6 +167,21 @@ fn decision(c: &mut Criterion) {
                 black_box(d)
             })
         });
+        // The same question for one item of a filtered list: the decision without its reason.
+        group.bench_with_input(BenchmarkId::new("allows", n), &n, |b, _| {
+            b.iter(|| {
+                black_box(set.allows(&Request {
+                    user: Some(&user),
+                    agent: None,
+                    server: &server,
+                    operation: Operation::Tool {
+                        name: black_box("get_issue"),
+                    },
+                    arguments: None,
+                    now,
+                }))
+            })
+        });
     }
     group.finish();
 }

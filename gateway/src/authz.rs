@@ -19,14 +19,24 @@ pub fn decide<'p>(
     arguments: Option<&RawValue>,
     now: DateTime<Utc>,
 ) -> Decision<'p> {
-    policies.decide(&Request {
+    policies.decide(&request(server, who, operation, arguments, now))
+}
+
+fn request<'r>(
+    server: &'r ObjectKey,
+    who: &'r Identity,
+    operation: Operation<'r>,
+    arguments: Option<&'r RawValue>,
+    now: DateTime<Utc>,
+) -> Request<'r> {
+    Request {
         user: who.user.as_deref(),
         agent: who.agent.as_ref(),
         server,
         operation,
         arguments,
         now,
-    })
+    }
 }
 
 /// Whether `method`'s result is a list this module filters.
@@ -37,7 +47,8 @@ pub fn is_filtered_list(method: &str) -> bool {
     )
 }
 
-/// Remove the items of a list result that `who` may not use; returns how many were removed.
+/// Remove the items of a list result that `who` may not use (each decided as a message using
+/// it would be); returns how many were removed.
 /// Tool names are the server's own (a prefix is added afterwards by the relay).
 pub fn filter_list(
     policies: &PolicySet,
@@ -71,7 +82,8 @@ pub fn filter_list(
                 uri: id,
             },
         };
-        decide(policies, server, who, op, None, now).is_allowed()
+        // The same decision as a message's, without rendering a reason nobody reads.
+        policies.allows(&request(server, who, op, None, now))
     });
     before - items.len()
 }

@@ -24,6 +24,22 @@ pub(super) struct CompiledPolicy {
     pub fail_closed: Option<String>,
 }
 
+/// How a request matched a policy: what the policy's reason names.
+#[derive(Debug)]
+pub(super) enum Match {
+    /// `subjects[subject]` (`None`: the policy has no subjects) and `targets[target]` matched;
+    /// `when_holds`: the policy has a `when` condition, and it held.
+    Rule {
+        subject: Option<usize>,
+        target: usize,
+        when_holds: bool,
+    },
+    /// The policy is invalid and denies whatever it covers until fixed.
+    FailClosed,
+    /// A deny policy's `when` condition failed to evaluate (the error): it denies.
+    WhenFailed(String),
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct CompiledSubject {
     pub users: Option<CompiledUsers>,
@@ -129,8 +145,9 @@ impl CompiledPolicy {
             .collect())
     }
 
-    /// If this policy applies to the request, the reason; otherwise `None`.
-    pub fn matches(&self, req: &Request<'_>) -> Option<String> {
+    /// Whether `req` matches: how, or `None`. Cheap: the reason is rendered only when wanted
+    /// ([`Self::reason`]), so filtering a list decides each item without building one.
+    pub fn matches(&self, req: &Request<'_>) -> Option<Match> {
         let subject = if self.subjects.is_empty() {
             None
         } else {
@@ -144,16 +161,50 @@ impl CompiledPolicy {
             .targets
             .iter()
             .position(|t| t.covers(self.action, &req.operation))?;
+        if self.fail_closed.is_some() {
+            return Some(Match::FailClosed);
+        }
+        let when_holds = match &self.when {
+            None => false,
+            Some(cond) => match (cond.evaluate(req), self.action) {
+                (Ok(true), _) => true,
+                (Ok(false), _) | (Err(_), Action::Allow) => return None,
+                (Err(e), Action::Deny) => return Some(Match::WhenFailed(e)),
+            },
+        };
+        Some(Match::Rule {
+            subject,
+            target,
+            when_holds,
+        })
+    }
+
+    /// Why this policy decided `req`, which it matched as `m`.
+    pub fn reason(&self, req: &Request<'_>, m: &Match) -> String {
         let verb = match self.action {
             Action::Allow => "allowed",
             Action::Deny => "denied",
         };
-        if let Some(why) = &self.fail_closed {
-            return Some(format!(
-                "{verb} by AccessPolicy {}, which is invalid and denies fail-closed until fixed: {why}",
-                self.key
-            ));
-        }
+        let (subject, target, when_holds) = match m {
+            Match::FailClosed => {
+                return format!(
+                    "{verb} by AccessPolicy {}, which is invalid and denies fail-closed until fixed: {}",
+                    self.key,
+                    self.fail_closed.as_deref().unwrap_or_default()
+                );
+            }
+            Match::WhenFailed(e) => {
+                return format!(
+                    "denied by AccessPolicy {}: its `when` condition failed to evaluate ({e}), which denies fail-closed",
+                    self.key
+                );
+            }
+            Match::Rule {
+                subject,
+                target,
+                when_holds,
+            } => (*subject, *target, *when_holds),
+        };
         // Built piece by piece: this runs on every request (format! costs several times more).
         let mut reason = String::with_capacity(160);
         reason.push_str(verb);
@@ -170,20 +221,10 @@ impl CompiledPolicy {
         reason.push_str(" matched targets[");
         push_index(&mut reason, target);
         reason.push(']');
-        if let Some(cond) = &self.when {
-            match (cond.evaluate(req), self.action) {
-                (Ok(true), _) => reason.push_str(", and its `when` condition holds"),
-                (Ok(false), _) => return None,
-                (Err(_), Action::Allow) => return None,
-                (Err(e), Action::Deny) => {
-                    reason = format!(
-                        "denied by AccessPolicy {}: its `when` condition failed to evaluate ({e}), which denies fail-closed",
-                        self.key
-                    );
-                }
-            }
+        if when_holds {
+            reason.push_str(", and its `when` condition holds");
         }
-        Some(reason)
+        reason
     }
 
     /// The credential provider of the first target covering the operation, and its name.

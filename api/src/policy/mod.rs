@@ -198,38 +198,47 @@ impl PolicySet {
 
     /// Decide one request.
     pub fn decide(&self, req: &Request<'_>) -> Decision<'_> {
-        let Some(server) = self.servers.get(req.server) else {
+        let Some((effect, p, m)) = self.deciding(req) else {
             return default_deny(req);
         };
+        let credential = match effect {
+            Effect::Allow => p.credential_for(req),
+            Effect::Deny => None,
+        };
+        Decision {
+            effect,
+            policy: Some(&p.key),
+            reason: p.reason(req, &m),
+            credential_provider: credential.map(|(key, _)| key),
+            policy_name: Some(&p.name),
+            credential_provider_name: credential.map(|(_, name)| name),
+        }
+    }
+
+    /// Whether [`Self::decide`] would allow `req`, without rendering its reason: for the items
+    /// of a filtered list, where nothing reads it.
+    pub fn allows(&self, req: &Request<'_>) -> bool {
+        matches!(self.deciding(req), Some((Effect::Allow, ..)))
+    }
+
+    /// The policy that decides `req` — the first deny policy that matches, else the first allow
+    /// policy — its effect, and how it matched; `None`: nothing matched (default deny).
+    fn deciding(
+        &self,
+        req: &Request<'_>,
+    ) -> Option<(Effect, &matching::CompiledPolicy, matching::Match)> {
+        let server = self.servers.get(req.server)?;
         let candidates = server.candidates(req);
-        for &i in &candidates.deny {
-            let p = server.policy(i);
-            if let Some(reason) = p.matches(req) {
-                return Decision {
-                    effect: Effect::Deny,
-                    policy: Some(&p.key),
-                    reason,
-                    credential_provider: None,
-                    policy_name: Some(&p.name),
-                    credential_provider_name: None,
-                };
-            }
+        let first_match = |list: &[u32]| {
+            list.iter().find_map(|&i| {
+                let p = server.policy(i);
+                p.matches(req).map(|m| (p, m))
+            })
+        };
+        if let Some((p, m)) = first_match(&candidates.deny) {
+            return Some((Effect::Deny, p, m));
         }
-        for &i in &candidates.allow {
-            let p = server.policy(i);
-            if let Some(reason) = p.matches(req) {
-                let credential = p.credential_for(req);
-                return Decision {
-                    effect: Effect::Allow,
-                    policy: Some(&p.key),
-                    reason,
-                    credential_provider: credential.map(|(key, _)| key),
-                    policy_name: Some(&p.name),
-                    credential_provider_name: credential.map(|(_, name)| name),
-                };
-            }
-        }
-        default_deny(req)
+        first_match(&candidates.allow).map(|(p, m)| (Effect::Allow, p, m))
     }
 
     /// Number of servers with at least one policy.

@@ -110,16 +110,26 @@ fn raw(v: serde_json::Value) -> Box<serde_json::value::RawValue> {
     serde_json::value::to_raw_value(&v).unwrap()
 }
 
+/// `set.decide` — and, for every decision a test makes, a check that `set.allows` (what list
+/// filtering asks, without the reason) agrees with it.
 fn decide<'s>(set: &'s PolicySet, ask: Ask<'_>) -> Decision<'s> {
     let srv = server(ask.server);
-    set.decide(&Request {
+    let req = Request {
         user: ask.user,
         agent: ask.agent,
         server: &srv,
         operation: ask.op,
         arguments: ask.args,
         now: now(),
-    })
+    };
+    let decision = set.decide(&req);
+    assert_eq!(
+        set.allows(&req),
+        decision.is_allowed(),
+        "allows() disagrees with decide(): {}",
+        decision.reason
+    );
+    decision
 }
 
 fn tool<'a>(
