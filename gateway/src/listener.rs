@@ -441,27 +441,27 @@ fn finish(
 async fn front<'s>(
     gw: &Arc<Gateway>,
     snapshot: Option<&'s Arc<Snapshot>>,
-    req: &http::request::Parts,
+    head: &http::request::Parts,
     body: RequestBody,
     path: &str,
     tls: bool,
     audit: &mut AuditRecord<'s>,
 ) -> Result<Outcome, GatewayError> {
     let snapshot = snapshot.ok_or(GatewayError::NotReady)?;
-    check_origin(snapshot, &req.headers)?;
+    check_origin(snapshot, &head.headers)?;
     let server = match route::route(snapshot, path) {
         Route::ProtectedResource(rest) => {
             return Ok(Outcome::Metadata(relay::protected_resource_response(
                 snapshot,
-                &req.headers,
+                &head.headers,
                 tls,
                 &rest,
             )));
         }
         Route::Credentials(ep) => {
-            let (m, q) = (&req.method, req.uri.query());
+            let (m, q) = (&head.method, head.uri.query());
             // Boxed: consent pages are rare; inline they would enlarge every request's future.
-            let r = Box::pin(crate::consent::serve(snapshot, ep, m, q, &req.headers)).await;
+            let r = Box::pin(crate::consent::serve(snapshot, ep, m, q, &head.headers)).await;
             return Ok(Outcome::Metadata(r));
         }
         Route::NotFound => return Err(GatewayError::NoRoute(path.to_string())),
@@ -471,9 +471,9 @@ async fn front<'s>(
     // In a block: what it borrows is gone before the relay's await, not kept in this future.
     let call = {
         let metadata_url =
-            || route::metadata_url(&route::public_base(snapshot, &req.headers, tls), path);
+            || route::metadata_url(&route::public_base(snapshot, &head.headers, tls), path);
         // Tokens in URLs leak into logs and histories; the MCP authorization spec forbids them.
-        if req
+        if head
             .uri
             .query()
             .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("access_token=")))
@@ -488,7 +488,7 @@ async fn front<'s>(
         // could read it).
         let route_url = snapshot.authn.verifies_jwts().then(|| {
             [
-                route::public_base(snapshot, &req.headers, tls).as_str(),
+                route::public_base(snapshot, &head.headers, tls).as_str(),
                 path,
             ]
             .concat()
@@ -496,9 +496,9 @@ async fn front<'s>(
         let who = snapshot
             .authn
             .authenticate(
-                &req.headers,
+                &head.headers,
                 route_url.as_deref(),
-                req.extensions.get::<PeerCertificates>(),
+                head.extensions.get::<PeerCertificates>(),
             )
             .await
             .map_err(|e| {
@@ -529,7 +529,7 @@ async fn front<'s>(
             audit.agent_kind = Some(a.kind.as_str().to_string());
             audit.agent_provider = Some(a.provider.clone());
         }
-        let session = relay::open_session(snapshot, server, &who, &req.headers, audit)?;
+        let session = relay::open_session(snapshot, server, &who, &head.headers, audit)?;
         Call {
             gateway: gw,
             snapshot,
@@ -539,7 +539,7 @@ async fn front<'s>(
             audit,
         }
     };
-    relay::relay(call, req, body).await.map(Outcome::Mcp)
+    relay::relay(call, head, body).await.map(Outcome::Mcp)
 }
 
 /// A fresh request id: 16 lowercase hex digits. SplitMix64 of a per-thread counter from a
